@@ -1,0 +1,136 @@
+"""Log-mel features: the one implementation shared by inference and training.
+
+Every model of kind ``"logmel"`` sees audio through this module, and the training code in
+``training/`` imports it too, so the features a model was trained on and the features it
+is served cannot drift apart.
+
+Layout. The engine works on 64 ms frames (:data:`FRAME_SAMPLES` = 1024 samples at 16 kHz).
+Each frame gives :data:`SUBFRAMES` = 4 feature rows, one per 16 ms hop. Row ``k`` of frame
+``i`` is the log power of a 512-sample Hann window that *ends* at sample
+``i * 1024 + (k + 1) * 256``: it uses only audio up to the end of its own hop, never future
+audio, which is what lets stream results equal file results.
+
+Everything here is synchronous, pure numpy and cheap (about 20 us per frame).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "FRAME_SAMPLES",
+    "HOP_SAMPLES",
+    "N_FFT",
+    "N_MELS",
+    "SAMPLE_RATE",
+    "SILENCE_FLOOR",
+    "SUBFRAMES",
+    "LogMelExtractor",
+    "logmel",
+    "mel_filterbank",
+]
+
+SAMPLE_RATE = 16_000
+FRAME_SAMPLES = 1024  # 64 ms
+HOP_SAMPLES = 256  # 16 ms
+SUBFRAMES = FRAME_SAMPLES // HOP_SAMPLES
+N_FFT = 512
+N_MELS = 64
+F_MIN = 50.0
+F_MAX = 8000.0
+#: Added to the mel power before the log; the feature value of digital silence.
+POWER_FLOOR = 1e-8
+SILENCE_FLOOR = float(np.log(POWER_FLOOR))
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def _hz_to_mel(hz: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz(mel: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+@lru_cache(maxsize=4)
+def mel_filterbank(
+    n_mels: int = N_MELS,
+    n_fft: int = N_FFT,
+    sample_rate: int = SAMPLE_RATE,
+    f_min: float = F_MIN,
+    f_max: float = F_MAX,
+) -> FloatArray:
+    """Triangular HTK-scale mel filters, shape ``(n_fft // 2 + 1, n_mels)``.
+
+    Written here rather than imported because the usual providers (librosa, torchaudio)
+    would add a heavy dependency for 15 lines of arithmetic.
+    """
+    bins = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2))
+    lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
+    rising = (bins[:, None] - lower[None, :]) / (centre - lower)[None, :]
+    falling = (upper[None, :] - bins[:, None]) / (upper - centre)[None, :]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    # Slaney-style area normalisation keeps band energies comparable across the scale.
+    weights *= (2.0 / (upper - lower))[None, :]
+    return weights.astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def _window() -> FloatArray:
+    return np.hanning(N_FFT + 1)[:-1].astype(np.float32)
+
+
+def logmel(samples: npt.NDArray[np.floating], history: npt.NDArray[np.floating] | None = None) -> FloatArray:
+    """Log-mel rows for ``samples``, one row per 256-sample hop.
+
+    Args:
+        samples: mono float audio at 16 kHz on the [-1, 1] scale; its length must be a
+            multiple of :data:`HOP_SAMPLES` (whole frames always are).
+        history: the 256 samples that precede ``samples`` (zeros at the start of a
+            stream when omitted).
+
+    Returns:
+        float32 array of shape ``(len(samples) // 256, N_MELS)``.
+
+    Raises:
+        ValueError: if the length is not a multiple of 256 or ``history`` is not 256 long.
+    """
+    x = np.asarray(samples, dtype=np.float32).reshape(-1)
+    if x.shape[0] % HOP_SAMPLES:
+        raise ValueError(f"logmel needs a multiple of {HOP_SAMPLES} samples, got {x.shape[0]}")
+    prev = np.zeros(N_FFT - HOP_SAMPLES, np.float32) if history is None else np.asarray(history, np.float32)
+    if prev.shape != (N_FFT - HOP_SAMPLES,):
+        raise ValueError(f"history must hold {N_FFT - HOP_SAMPLES} samples, got {prev.shape}")
+    n_rows = x.shape[0] // HOP_SAMPLES
+    if n_rows == 0:
+        return np.zeros((0, N_MELS), np.float32)
+    padded = np.concatenate([prev, x])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_SAMPLES][:n_rows]
+    spectrum = np.fft.rfft(windows * _window(), axis=-1)
+    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+    mel: FloatArray = np.log(power @ mel_filterbank() + POWER_FLOOR).astype(np.float32)
+    return mel
+
+
+class LogMelExtractor:
+    """Streaming log-mel for one stream: keeps the last 256 samples between calls.
+
+    Not thread-safe; each stream owns one. Calling it on consecutive pieces of audio gives
+    exactly the rows :func:`logmel` gives on the whole audio.
+    """
+
+    def __init__(self) -> None:
+        self._history = np.zeros(N_FFT - HOP_SAMPLES, np.float32)
+
+    def __call__(self, frames: npt.NDArray[np.floating]) -> FloatArray:
+        """Features for ``frames`` of shape ``(n, 1024)``: returns ``(4 * n, N_MELS)``."""
+        flat = np.asarray(frames, np.float32).reshape(-1)
+        rows = logmel(flat, self._history)
+        if flat.shape[0] >= self._history.shape[0]:
+            self._history = flat[-self._history.shape[0] :].copy()
+        return rows

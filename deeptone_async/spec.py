@@ -1,0 +1,142 @@
+"""Model specs: what the engine needs to know to run an ONNX model.
+
+A spec is data, not code: a bundled model is a folder ``deeptone_async/models/<key>/`` with
+``model.onnx``, ``spec.json`` and ``card.md``; a user's model is a :class:`ModelSpec` handed
+to :meth:`deeptone_async.Deeptone.register_model`. The ``kind`` names the runner that feeds
+the model (see :mod:`deeptone_async.inference`):
+
+``"logmel"``
+    Input ``features``: float32 ``(batch, 4 * (context_frames + n), 64)`` log-mel rows from
+    :mod:`deeptone_async.features`; output: float32 ``(batch, n, len(labels))`` class
+    probabilities, one row per 64 ms frame. The model must be *causal and valid*: output
+    frame ``j`` may depend only on input rows ``4 * j`` to ``4 * (j + context_frames + 1) - 1``
+    (its receptive field is ``context_frames + 1`` frames). The engine keeps the last
+    ``context_frames`` frames of each stream so any chunking gives the same result.
+``"silero"``
+    The Silero VAD v5 graph (``input``, ``state``, ``sr`` -> ``output``, ``stateN``): two
+    512-sample steps per frame with a recurrent state kept per stream.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+
+__all__ = ["ModelSpec", "RUNNER_KINDS"]
+
+RUNNER_KINDS = ("logmel", "silero")
+
+_ALLOWED_KEYS = {
+    "name",
+    "key",
+    "kind",
+    "labels",
+    "onnx",
+    "receptive_field_ms",
+    "context_frames",
+    "unknown_threshold",
+    "voice",
+    "speech_label",
+    "card",
+    "description",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the engine needs to run one model.
+
+    Attributes:
+        name: handle name on ``engine.models`` (``"Gender"``).
+        key: output key in results (``"gender"``).
+        kind: runner kind, one of :data:`RUNNER_KINDS`.
+        labels: the model's classes in output order; these are the raw-value keys.
+        onnx: path of the ONNX file.
+        receptive_field_ms: audio the model needs before its results are reliable.
+        context_frames: past 64 ms frames fed with each frame (``"logmel"`` models).
+        unknown_threshold: a frame whose top probability is below this is ``unknown``;
+            ``None`` for models without an ``unknown`` label.
+        voice: a voice model says ``no_speech`` wherever the speech detector says the audio
+            is not speech.
+        speech_label: for a model that can serve as the speech detector, the label whose
+            probability is the speech probability.
+        card: path of the model card (markdown), if any.
+        description: one line for listings.
+    """
+
+    name: str
+    key: str
+    kind: str
+    labels: tuple[str, ...]
+    onnx: Path
+    receptive_field_ms: int
+    context_frames: int = 0
+    unknown_threshold: float | None = None
+    voice: bool = False
+    speech_label: str | None = None
+    card: Path | None = None
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in RUNNER_KINDS:
+            raise ModelError(f"model {self.name!r}: kind must be one of {RUNNER_KINDS}, got {self.kind!r}")
+        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
+            raise ModelError(f"model {self.name!r}: needs at least two distinct labels, got {self.labels!r}")
+        reserved = {"silence", "no_speech", "unknown"} & set(self.labels)
+        if self.voice and reserved:
+            raise ModelError(f"voice model {self.name!r}: labels {sorted(reserved)} are added by the engine")
+        if self.speech_label is not None and self.speech_label not in self.labels:
+            raise ModelError(f"model {self.name!r}: speech_label {self.speech_label!r} is not one of its labels")
+        if self.context_frames < 0:
+            raise ModelError(f"model {self.name!r}: context_frames must be >= 0")
+        if self.unknown_threshold is not None and not 0.0 <= self.unknown_threshold <= 1.0:
+            raise ModelError(f"model {self.name!r}: unknown_threshold must lie in [0, 1]")
+
+    @property
+    def output_labels(self) -> tuple[str, ...]:
+        """Every label the engine can report for this model, in a stable order."""
+        out = list(self.labels)
+        if self.unknown_threshold is not None:
+            out.append("unknown")
+        if self.voice:
+            out.append("no_speech")
+        out.append("silence")
+        return tuple(out)
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> ModelSpec:
+        """Load ``folder/spec.json``; relative paths in it are taken from ``folder``.
+
+        Raises:
+            ModelError: the file is missing, is not JSON, or holds unknown or bad fields.
+        """
+        path = folder / "spec.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot read model spec {path}: {exc}") from exc
+        unknown = set(data) - _ALLOWED_KEYS
+        if unknown:
+            raise ModelError(f"{path}: unknown fields {sorted(unknown)}")
+        try:
+            return cls(
+                name=data["name"],
+                key=data["key"],
+                kind=data["kind"],
+                labels=tuple(data["labels"]),
+                onnx=folder / data.get("onnx", "model.onnx"),
+                receptive_field_ms=int(data["receptive_field_ms"]),
+                context_frames=int(data.get("context_frames", 0)),
+                unknown_threshold=data.get("unknown_threshold"),
+                voice=bool(data.get("voice", False)),
+                speech_label=data.get("speech_label"),
+                card=(folder / data["card"]) if data.get("card") else None,
+                description=data.get("description", ""),
+            )
+        except KeyError as exc:
+            raise ModelError(f"{path}: missing field {exc.args[0]!r}") from exc
