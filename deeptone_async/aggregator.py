@@ -1,0 +1,254 @@
+"""Stage 4: per-frame decisions, per-period results, summary and transitions.
+
+Decisions, for each model and each 64 ms frame, in this order:
+
+1. ``silence`` (confidence 1.0) where the volume gate marked the frame silent;
+2. ``no_speech`` for a voice model where the speech detector's speech probability is
+   below 0.5 (confidence: 1 - that probability);
+3. ``unknown`` where the model's top probability is below its ``unknown_threshold``
+   (confidence: that top probability);
+4. otherwise the model's top label and its probability.
+
+A period result (one per ``output_period``) takes the label that covers most of the
+period's audio, ties going to the label with the higher summed confidence; its confidence
+is the mean confidence of the frames with that label. Its raw values are the mean model
+probabilities over the period's non-silent frames (over all its frames when all are silent).
+
+Summary fractions and transitions are computed from the frame decisions, weighted by each
+frame's real duration, so they cover the input exactly (the last frame may be shorter than
+64 ms) and the fractions add up to 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .audio import Float32
+from .features import FRAME_SAMPLES, SAMPLE_RATE
+from .framer import FrameBlock
+from .inference import FrameOutputs
+from .spec import ModelSpec
+
+__all__ = ["Aggregator", "FrameLog", "aggregate", "decide", "summarise", "transitions"]
+
+IntArray = npt.NDArray[np.int64]
+FRAME_MS = FRAME_SAMPLES * 1000 // SAMPLE_RATE  # 64
+SPEECH_DECISION = 0.5
+
+
+def _r(x: float) -> float:
+    return round(float(x), 4)
+
+
+def decide(
+    spec: ModelSpec, probs: Float32, silent: npt.NDArray[np.bool_], speech: Float32 | None
+) -> tuple[IntArray, Float32]:
+    """Frame labels (indices into ``spec.output_labels``) and confidences.
+
+    Shapes: ``probs`` ``(..., K)``, ``silent`` and ``speech`` ``(...)``. Pure function.
+    """
+    out_labels = spec.output_labels
+    labels: IntArray = probs.argmax(axis=-1).astype(np.int64)
+    conf: Float32 = probs.max(axis=-1).astype(np.float32)
+    if spec.unknown_threshold is not None:
+        low = conf < spec.unknown_threshold
+        labels[low] = out_labels.index("unknown")
+    if spec.voice and speech is not None:
+        nosp = speech < SPEECH_DECISION
+        labels[nosp] = out_labels.index("no_speech")
+        conf[nosp] = 1.0 - speech[nosp]
+    labels[silent] = out_labels.index("silence")
+    conf[silent] = 1.0
+    return labels, conf
+
+
+@dataclass
+class FrameLog:
+    """Every frame decision of one model on one channel (small: 12 bytes a frame)."""
+
+    labels: list[IntArray] = field(default_factory=list)
+    conf: list[Float32] = field(default_factory=list)
+    weights: list[IntArray] = field(default_factory=list)
+
+    def append(self, labels: IntArray, conf: Float32, weights: IntArray) -> None:
+        self.labels.append(labels)
+        self.conf.append(conf)
+        self.weights.append(weights)
+
+    def arrays(self) -> tuple[IntArray, Float32, IntArray]:
+        if not self.labels:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64)
+        return np.concatenate(self.labels), np.concatenate(self.conf), np.concatenate(self.weights)
+
+
+def summarise(spec: ModelSpec, log: FrameLog) -> dict[str, float]:
+    """``{"<label>_fraction": share of the input's duration}`` for every output label.
+
+    The fractions add up to 1; for empty input they are all 0.
+    """
+    labels, _, weights = log.arrays()
+    total = float(weights.sum())
+    counts = np.bincount(labels, weights=weights, minlength=len(spec.output_labels))
+    return {f"{lab}_fraction": (float(counts[i]) / total if total else 0.0) for i, lab in enumerate(spec.output_labels)}
+
+
+def transitions(spec: ModelSpec, log: FrameLog) -> list[dict[str, Any]]:
+    """Contiguous segments of equal frame labels, covering the input exactly.
+
+    Each is ``{"timestamp_start", "timestamp_end", "result", "confidence"}`` in ms;
+    boundaries fall on 64 ms frames, the last segment ends at the input's duration.
+    """
+    labels, conf, weights = log.arrays()
+    if labels.shape[0] == 0:
+        return []
+    change = np.flatnonzero(np.diff(labels)) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [labels.shape[0]]])
+    total_ms = int(round(float(weights.sum()) * 1000 / SAMPLE_RATE))
+    out = []
+    for s, e in zip(starts, ends):
+        out.append(
+            {
+                "timestamp_start": int(s) * FRAME_MS,
+                "timestamp_end": int(e) * FRAME_MS if e < labels.shape[0] else total_ms,
+                "result": spec.output_labels[int(labels[s])],
+                "confidence": _r(conf[s:e].mean()),
+            }
+        )
+    return out
+
+
+def _period(
+    spec: ModelSpec,
+    labels: IntArray,
+    conf: Float32,
+    weights: IntArray,
+    probs: Float32,
+    silent: npt.NDArray[np.bool_],
+    include_raw: bool,
+) -> tuple[dict[str, Any], dict[str, float] | None]:
+    n_labels = len(spec.output_labels)
+    cover = np.bincount(labels, weights=weights, minlength=n_labels)
+    conf_sum = np.bincount(labels, weights=conf, minlength=n_labels)
+    best = int(np.lexsort((conf_sum, cover))[-1])
+    chosen = labels == best
+    result = {"result": spec.output_labels[best], "confidence": _r(conf[chosen].mean())}
+    raw = None
+    if include_raw:
+        use = ~silent if (~silent).any() else np.ones_like(silent)
+        mean = probs[use].mean(axis=0)
+        raw = {lab: _r(mean[i]) for i, lab in enumerate(spec.labels)}
+    return result, raw
+
+
+class Aggregator:
+    """Turns frame outputs into period results for every channel (synchronous core).
+
+    Args:
+        specs: the models whose results are reported.
+        period_frames: frames per output period.
+        channels: channel (stream) count.
+        include_raw: add ``"raw"`` to each result.
+        keep_log: keep every frame decision for :meth:`summary` and :meth:`transitions`.
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[ModelSpec],
+        period_frames: int,
+        channels: int,
+        include_raw: bool = False,
+        keep_log: bool = False,
+    ) -> None:
+        self._specs = list(specs)
+        self._period = period_frames
+        self._channels = channels
+        self._raw = include_raw
+        self._logs = [{s.key: FrameLog() for s in self._specs} for _ in range(channels)] if keep_log else None
+        self._buf: list[dict[str, Any]] = []  # pending frames of the current period
+        self._buffered = 0
+        self._next_period = 0
+
+    def push(self, block: FrameBlock, outputs: FrameOutputs) -> list[list[dict[str, Any]]]:
+        """Results of the periods that ``block`` completes: ``[channel][period]``."""
+        assert block.silent is not None, "the gate must run before the aggregator"
+        decided: dict[str, tuple[IntArray, Float32]] = {}
+        for spec in self._specs:
+            labels, conf = decide(spec, outputs.probs[spec.key], block.silent, outputs.speech)
+            decided[spec.key] = (labels, conf)
+            if self._logs is not None:
+                for c in range(self._channels):
+                    self._logs[c][spec.key].append(labels[c], conf[c], block.valid)
+        results: list[list[dict[str, Any]]] = [[] for _ in range(self._channels)]
+        lo = 0
+        n = block.n_frames
+        while lo < n:
+            take = min(n - lo, self._period - self._buffered)
+            sl = slice(lo, lo + take)
+            self._buf.append(
+                {
+                    "valid": block.valid[sl],
+                    "silent": block.silent[:, sl],
+                    "probs": {k: v[:, sl] for k, v in outputs.probs.items()},
+                    "decided": {k: (lab[:, sl], cf[:, sl]) for k, (lab, cf) in decided.items()},
+                }
+            )
+            self._buffered += take
+            lo += take
+            if self._buffered == self._period:
+                self._emit(results)
+        return results
+
+    def finish(self) -> list[list[dict[str, Any]]]:
+        """The final partial period's results, if any frames are pending."""
+        results: list[list[dict[str, Any]]] = [[] for _ in range(self._channels)]
+        if self._buffered:
+            self._emit(results)
+        return results
+
+    def summary(self, channel: int) -> dict[str, dict[str, float]]:
+        """Summary fractions per model for ``channel`` (needs ``keep_log``)."""
+        assert self._logs is not None
+        return {s.key: summarise(s, self._logs[channel][s.key]) for s in self._specs}
+
+    def transitions(self, channel: int) -> dict[str, list[dict[str, Any]]]:
+        """Transitions per model for ``channel`` (needs ``keep_log``)."""
+        assert self._logs is not None
+        return {s.key: transitions(s, self._logs[channel][s.key]) for s in self._specs}
+
+    def _emit(self, results: list[list[dict[str, Any]]]) -> None:
+        buf, self._buf, self._buffered = self._buf, [], 0
+        weights = np.concatenate([b["valid"] for b in buf])
+        timestamp = self._next_period * self._period * FRAME_MS
+        self._next_period += 1
+        for c in range(self._channels):
+            silent = np.concatenate([b["silent"][c] for b in buf])
+            item: dict[str, Any] = {"timestamp": timestamp, "results": {}}
+            raws: dict[str, dict[str, float]] = {}
+            for spec in self._specs:
+                labels = np.concatenate([b["decided"][spec.key][0][c] for b in buf])
+                conf = np.concatenate([b["decided"][spec.key][1][c] for b in buf])
+                probs = np.concatenate([b["probs"][spec.key][c] for b in buf])
+                res, raw = _period(spec, labels, conf, weights, probs, silent, self._raw)
+                item["results"][spec.key] = res
+                if raw is not None:
+                    raws[spec.key] = raw
+            if self._raw:
+                item["raw"] = raws
+            results[c].append(item)
+
+
+async def aggregate(
+    pairs: AsyncIterable[tuple[FrameBlock, FrameOutputs]], aggregator: Aggregator, channel: int = 0
+) -> AsyncIterator[dict[str, Any]]:
+    """Yield ``channel``'s period results as soon as each period is complete, then the final partial one."""
+    async for block, outputs in pairs:
+        for item in aggregator.push(block, outputs)[channel]:
+            yield item
+    for item in aggregator.finish()[channel]:
+        yield item

@@ -1,0 +1,125 @@
+"""Audio formats and sample conversion (synchronous, pure numpy).
+
+Every piece of audio entering the pipeline is turned into float32 samples of shape
+``(frames, channels)`` on the [-1, 1] scale by :func:`to_float32`. Integer PCM is scaled by
+its full range (``int16``: / 32768; unsigned types are centred first), float input is taken
+as it is after a finiteness check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import AudioFormatError, ParameterError
+
+__all__ = ["SUPPORTED_DTYPES", "AudioFormat", "BytesDecoder", "to_float32"]
+
+#: dtype name -> (offset, scale): float = (int - offset) / scale
+_INT_SCALES: dict[str, tuple[float, float]] = {
+    "int8": (0.0, 2.0**7),
+    "int16": (0.0, 2.0**15),
+    "int32": (0.0, 2.0**31),
+    "uint8": (2.0**7, 2.0**7),
+    "uint16": (2.0**15, 2.0**15),
+    "uint32": (2.0**31, 2.0**31),
+}
+SUPPORTED_DTYPES = (*_INT_SCALES, "float32", "float64")
+
+Float32 = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    """What a source yields: sample rate, channel count and sample type of byte payloads.
+
+    Array payloads carry their own dtype; ``dtype`` says how to read ``bytes`` payloads
+    (little-endian).
+    """
+
+    sample_rate: int = 16_000
+    channels: int = 1
+    dtype: str = "int16"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
+            raise ParameterError(f"sample_rate must be a positive int, got {self.sample_rate!r}")
+        if not isinstance(self.channels, int) or self.channels <= 0:
+            raise ParameterError(f"channels must be a positive int, got {self.channels!r}")
+        if self.dtype not in SUPPORTED_DTYPES:
+            raise ParameterError(f"dtype must be one of {SUPPORTED_DTYPES}, got {self.dtype!r}")
+
+    @property
+    def bytes_per_frame(self) -> int:
+        """Bytes of one sample frame (one sample of every channel)."""
+        return np.dtype(self.dtype).itemsize * self.channels
+
+
+def to_float32(data: npt.ArrayLike, channels: int = 1) -> Float32:
+    """Convert PCM samples to float32 ``(frames, channels)`` on the [-1, 1] scale.
+
+    Args:
+        data: a numpy array of int8/16/32, uint8/16/32 or float32/64; 1-D for mono (or
+            interleaved when ``channels`` > 1), or 2-D ``(frames, channels)``.
+        channels: channel count that a 1-D array is interleaved with.
+
+    Raises:
+        AudioFormatError: unsupported dtype, a shape that does not fit ``channels``, or
+            NaN/inf in float input.
+    """
+    if not isinstance(data, np.ndarray):
+        raise AudioFormatError(f"expected a numpy array of audio samples, got {type(data).__name__}")
+    name = data.dtype.name
+    if name not in SUPPORTED_DTYPES:
+        raise AudioFormatError(f"unsupported sample dtype {name!r}; expected one of {', '.join(SUPPORTED_DTYPES)}")
+    if data.ndim == 1:
+        if data.shape[0] % channels:
+            raise AudioFormatError(f"{data.shape[0]} samples do not interleave into {channels} channels")
+        arr = data.reshape(-1, channels)
+    elif data.ndim == 2:
+        arr = data
+        if channels != 1 and arr.shape[1] != channels:
+            raise AudioFormatError(f"expected {channels} channels, got an array of shape {data.shape}")
+    else:
+        raise AudioFormatError(f"audio must be 1-D or 2-D (frames, channels), got shape {data.shape}")
+    if name in _INT_SCALES:
+        offset, scale = _INT_SCALES[name]
+        out = arr.astype(np.float32)
+        if offset:
+            out -= np.float32(offset)
+        out *= np.float32(1.0 / scale)
+        return out
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(out).all():
+        bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+        raise AudioFormatError(f"float audio contains {bad} NaN or infinite sample(s)")
+    return out
+
+
+class BytesDecoder:
+    """Turns a stream of byte chunks into samples, carrying a split sample to the next chunk.
+
+    A chunk need not hold whole samples: with 16-bit PCM an odd byte count leaves one byte
+    over, which is prepended to the next chunk instead of being dropped or misaligning the
+    rest of the stream.
+    """
+
+    def __init__(self, fmt: AudioFormat) -> None:
+        self._fmt = fmt
+        self._dtype = np.dtype(fmt.dtype).newbyteorder("<")
+        self._spare = b""
+
+    @property
+    def pending(self) -> int:
+        """Bytes held over from the last chunk."""
+        return len(self._spare)
+
+    def decode(self, chunk: bytes | bytearray | memoryview) -> Float32:
+        """Samples for the whole sample frames now available, as float32 ``(n, channels)``."""
+        buf = self._spare + bytes(chunk)
+        usable = len(buf) - len(buf) % self._fmt.bytes_per_frame
+        self._spare = buf[usable:]
+        samples = np.frombuffer(buf[:usable], dtype=self._dtype)
+        return to_float32(samples.astype(self._dtype.newbyteorder("=")), self._fmt.channels)

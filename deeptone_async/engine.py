@@ -1,0 +1,312 @@
+"""The engine: DeepTone's API over the async pipeline."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import numpy as np
+import numpy.typing as npt
+
+from .aggregator import FRAME_MS, Aggregator
+from .audio import AudioFormat
+from .errors import AudioFormatError, ModelError, ParameterError
+from .gate import check_volume_threshold
+from .inference import InferencePlan
+from .pipeline import Pipeline, ResultStream
+from .registry import ModelHandles, ModelRegistry, bundled_specs
+from .results import AnalysisResult
+from .sources.base import Source, as_source
+from .sources.file import FileSource
+from .sources.memory import ArraySource
+from .spec import ModelSpec
+
+__all__ = ["Deeptone", "DEFAULT_VOLUME_THRESHOLD"]
+
+DEFAULT_VOLUME_THRESHOLD = 0.005
+ModelsArg = Sequence[str | ModelSpec] | str | ModelSpec | None
+
+
+def check_output_period(output_period: int) -> int:
+    """Frames per output period, or :class:`ParameterError` if not a positive multiple of 64 ms."""
+    if isinstance(output_period, bool) or not isinstance(output_period, (int, np.integer)):
+        raise ParameterError(f"output_period must be an int number of ms, got {output_period!r}")
+    if output_period < FRAME_MS or output_period % FRAME_MS:
+        raise ParameterError(f"output_period must be a positive multiple of {FRAME_MS} ms, got {output_period}")
+    return int(output_period) // FRAME_MS
+
+
+class Deeptone:
+    """The analysis engine. Create one and keep it: models load once and are shared.
+
+    Args:
+        license_key: accepted for compatibility with DeepTone's ``Deeptone(license_key)``
+            and ignored; no key is needed.
+        threads_per_model: ONNX Runtime intra-op threads per model session.
+        max_inference_threads: most inference calls running at once across all streams
+            (default: the CPU count).
+        speech_detector: the model whose speech probability gives voice models their
+            ``no_speech`` (default: ``"vad"``).
+        load_bundled: load the models shipped with the package.
+
+    Construction blocks while the ONNX sessions load (well under a second). The engine is
+    safe to share between streams, tasks and threads.
+
+    Raises:
+        ModelError: a bundled model cannot be loaded.
+    """
+
+    def __init__(
+        self,
+        license_key: str | None = None,
+        *,
+        threads_per_model: int = 1,
+        max_inference_threads: int | None = None,
+        speech_detector: str | None = None,
+        load_bundled: bool = True,
+    ) -> None:
+        self._registry = ModelRegistry(threads_per_model)
+        if load_bundled:
+            for spec in bundled_specs():
+                self._registry.add(spec)
+        self.models = ModelHandles(self._registry)
+        self._limiter = anyio.CapacityLimiter(max_inference_threads or os.cpu_count() or 1)
+        self._detector_name = speech_detector or "vad"
+        if load_bundled:
+            self._detector()  # fail now, not at the first voice model
+
+    # -- models ---------------------------------------------------------------------------
+
+    def get_available_models(self) -> list[str]:
+        """Handle names of every registered model (``["Vad", ...]``)."""
+        return [s.name for s in self._registry.specs()]
+
+    def is_model_available(self, name: str | ModelSpec) -> bool:
+        """Whether ``name`` (handle name, output key or spec) is registered."""
+        try:
+            self._registry.spec(name)
+        except ModelError:
+            return False
+        return True
+
+    def register_model(self, spec: ModelSpec) -> ModelSpec:
+        """Add a model of one's own; it becomes ``engine.models.<spec.name>``.
+
+        Blocks while its ONNX file loads.
+
+        Raises:
+            ModelError: the name or key is taken, or the ONNX file does not load.
+        """
+        return self._registry.add(spec)
+
+    def _detector(self) -> ModelSpec:
+        spec = self._registry.spec(self._detector_name)
+        if spec.speech_label is None:
+            raise ModelError(f"model {spec.name!r} cannot be the speech detector: it has no speech_label")
+        return spec
+
+    def _plan(self, models: ModelsArg) -> tuple[list[ModelSpec], InferencePlan]:
+        specs = self._registry.resolve(models)
+        detector = self._registry.runner(self._detector()) if any(s.voice for s in specs) else None
+        return specs, InferencePlan([self._registry.runner(s) for s in specs], detector)
+
+    def _pipeline_factory(self, plan: InferencePlan, volume_threshold: float) -> Any:
+        def make(source: Source, fmt: AudioFormat) -> Pipeline:
+            return Pipeline(source, fmt, plan, volume_threshold, self._limiter)
+
+        return make
+
+    # -- DeepTone API ---------------------------------------------------------------------
+
+    def process_stream(
+        self,
+        input_generator: Any,
+        models: ModelsArg = None,
+        output_period: int = 1024,
+        include_raw_values: bool = False,
+        volume_threshold: float = DEFAULT_VOLUME_THRESHOLD,
+    ) -> ResultStream:
+        """Analyse a stream, yielding a result every ``output_period`` ms.
+
+        Args:
+            input_generator: a :class:`~deeptone_async.sources.Source` (file, microphone,
+                TCP, array...), or any async or plain iterable of ``bytes`` (16-bit PCM,
+                16 kHz mono, DeepTone's stream format) or numpy arrays (16 kHz, any
+                supported dtype). A byte chunk may end mid-sample: the spare byte is
+                carried into the next chunk.
+            models: handles or names (``[engine.models.Vad]``, ``["vad"]``); ``None``
+                runs every model.
+            output_period: ms between results, a positive multiple of 64.
+            include_raw_values: add each model's mean class probabilities as ``"raw"``.
+            volume_threshold: frames whose RMS (on [-1, 1]) is below this are silence.
+
+        Returns:
+            A :class:`~deeptone_async.pipeline.ResultStream`; iterate it with
+            ``async for``. Each result uses only audio up to the end of its period.
+
+        Raises:
+            ParameterError: bad ``output_period`` or ``volume_threshold`` (at the call).
+            UnknownModelError: a model that is not registered (at the call).
+            AudioFormatError, DecodeError, SourceError: from ``async for``, after every
+                result computed before the fault.
+        """
+        period = check_output_period(output_period)
+        threshold = check_volume_threshold(volume_threshold)
+        specs, plan = self._plan(models)
+        source = as_source(input_generator)
+        return ResultStream(source, self._pipeline_factory(plan, threshold), specs, period, bool(include_raw_values))
+
+    async def process_file(
+        self,
+        filename: str | os.PathLike[str],
+        models: ModelsArg = None,
+        output_period: int = 1024,
+        channel: int | None = None,
+        include_summary: bool = False,
+        include_transitions: bool = False,
+        include_raw_values: bool = False,
+        use_chunking: bool = True,
+        volume_threshold: float = DEFAULT_VOLUME_THRESHOLD,
+    ) -> AnalysisResult:
+        """Analyse an audio file; every channel separately unless ``channel`` picks one.
+
+        Decodes anything libsndfile reads (WAV, FLAC, OGG Vorbis/Opus, MP3, ...) at any
+        sample rate, and headerless 16-bit 16 kHz mono ``.raw``/``.pcm``. With
+        ``use_chunking`` (the default) the file is decoded and analysed block by block,
+        so memory stays bounded whatever its length. Decoding and inference run in worker
+        threads; the event loop is never blocked.
+
+        Returns:
+            ``{"channels": {"0": {"time_series": [...], "summary": {...},
+            "transitions": {...}}}}`` (summary and transitions when asked for); for a mono
+            file ``result["time_series"]`` etc. work too. The time series equals what
+            :meth:`process_stream` yields for the same audio.
+
+        Raises:
+            FileNotFoundError: no such file.
+            DecodeError: the file is not audio libsndfile can decode.
+            ParameterError, UnknownModelError: bad arguments.
+        """
+        period = check_output_period(output_period)
+        threshold = check_volume_threshold(volume_threshold)
+        specs, plan = self._plan(models)
+        source = FileSource(filename, channel=channel, block_frames=65_536 if use_chunking else None)
+        return await self._analyse(
+            source, specs, plan, period, threshold, include_summary, include_transitions, include_raw_values
+        )
+
+    async def process_audio_bytes(
+        self,
+        data: npt.NDArray[np.generic] | bytes,
+        models: ModelsArg = None,
+        output_period: int = 1024,
+        rate_in: int = 16_000,
+        include_summary: bool = False,
+        include_transitions: bool = False,
+        include_raw_values: bool = False,
+        volume_threshold: float = DEFAULT_VOLUME_THRESHOLD,
+    ) -> AnalysisResult:
+        """Analyse audio in memory; same output as :meth:`process_file`.
+
+        Args:
+            data: numpy samples (int8/16/32, uint8/16/32, float32/64; 1-D mono or
+                ``(frames, channels)``), or bytes of 16-bit little-endian mono PCM.
+            rate_in: the sample rate of ``data``; other rates than 16 kHz are resampled.
+
+        Raises:
+            AudioFormatError: unsupported dtype or shape, NaN/inf in float input.
+            ParameterError, UnknownModelError: bad arguments.
+        """
+        period = check_output_period(output_period)
+        threshold = check_volume_threshold(volume_threshold)
+        specs, plan = self._plan(models)
+        source = self._memory_source(data, rate_in)
+        return await self._analyse(
+            source, specs, plan, period, threshold, include_summary, include_transitions, include_raw_values
+        )
+
+    async def process_audio_chunk(
+        self,
+        data: npt.NDArray[np.generic] | bytes,
+        models: ModelsArg = None,
+        rate_in: int = 16_000,
+        include_raw_values: bool = False,
+        volume_threshold: float = DEFAULT_VOLUME_THRESHOLD,
+    ) -> dict[str, Any]:
+        """One result for a whole chunk: ``{"results": {...}, "raw": {...}}``.
+
+        The chunk is analysed as one period (label covering most of it, mean raw values).
+        Mono only. An empty chunk gives ``{"results": {}}``.
+
+        Raises:
+            AudioFormatError: unsupported dtype, more than one channel, NaN/inf.
+            ParameterError, UnknownModelError: bad arguments.
+        """
+        threshold = check_volume_threshold(volume_threshold)
+        specs, plan = self._plan(models)
+        source = self._memory_source(data, rate_in)
+        fmt = await source.open()
+        if fmt.channels != 1:
+            raise AudioFormatError(f"process_audio_chunk takes mono audio, got {fmt.channels} channels")
+        pipeline = Pipeline(source, fmt, plan, threshold, self._limiter)
+        aggregator = Aggregator(specs, 1 << 40, 1, bool(include_raw_values))
+        try:
+            async for block, outputs in pipeline.blocks():
+                aggregator.push(block, outputs)
+        finally:
+            await pipeline.aclose()
+        final = aggregator.finish()[0]
+        out: dict[str, Any] = {"results": final[0]["results"] if final else {}}
+        if include_raw_values:
+            out["raw"] = final[0]["raw"] if final else {}
+        return out
+
+    # -- helpers --------------------------------------------------------------------------
+
+    @staticmethod
+    def _memory_source(data: Any, rate_in: int) -> Source:
+        if isinstance(rate_in, bool) or not isinstance(rate_in, (int, np.integer)) or rate_in <= 0:
+            raise ParameterError(f"rate_in must be a positive int sample rate, got {rate_in!r}")
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return as_source(bytes(data), AudioFormat(int(rate_in)))
+        if isinstance(data, np.ndarray):
+            return ArraySource(data, sample_rate=int(rate_in))
+        raise AudioFormatError(f"audio data must be a numpy array or bytes, got {type(data).__name__}")
+
+    async def _analyse(
+        self,
+        source: Source,
+        specs: list[ModelSpec],
+        plan: InferencePlan,
+        period: int,
+        threshold: float,
+        include_summary: bool,
+        include_transitions: bool,
+        include_raw: bool,
+    ) -> AnalysisResult:
+        fmt = await source.open()
+        pipeline = Pipeline(source, fmt, plan, threshold, self._limiter)
+        keep = include_summary or include_transitions
+        aggregator = Aggregator(specs, period, fmt.channels, bool(include_raw), keep_log=keep)
+        series: list[list[dict[str, Any]]] = [[] for _ in range(fmt.channels)]
+        try:
+            async for block, outputs in pipeline.blocks():
+                for c, items in enumerate(aggregator.push(block, outputs)):
+                    series[c].extend(items)
+        finally:
+            await pipeline.aclose()
+        for c, items in enumerate(aggregator.finish()):
+            series[c].extend(items)
+        channels: dict[str, Any] = {}
+        for c in range(fmt.channels):
+            picked = source.channel if isinstance(source, FileSource) else None
+            name = str(c if picked is None else picked)
+            entry: dict[str, Any] = {"time_series": series[c]}
+            if include_summary:
+                entry["summary"] = aggregator.summary(c)
+            if include_transitions:
+                entry["transitions"] = aggregator.transitions(c)
+            channels[name] = entry
+        return AnalysisResult(channels=channels)

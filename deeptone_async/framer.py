@@ -1,0 +1,157 @@
+"""Stage 1: raw chunks -> 64 ms frames.
+
+:func:`frames` is the first stage of every pipeline. It takes whatever a source yields
+(bytes or numpy arrays, any supported dtype and rate), converts it to float32, resamples it
+to 16 kHz and cuts it into blocks of whole 1024-sample frames. Chunk boundaries never
+matter: a split sample in a byte stream, a frame spread over two chunks and the resampler's
+filter state are all carried over, so the frames are the same however the audio was chunked.
+A final partial frame is zero-padded and marked with its real length in
+:attr:`FrameBlock.valid`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import soxr
+
+from .audio import AudioFormat, BytesDecoder, Float32, to_float32
+from .errors import AudioFormatError
+from .features import FRAME_SAMPLES, SAMPLE_RATE
+
+__all__ = ["Chunk", "FrameBlock", "Framer", "frames"]
+
+Chunk = bytes | bytearray | memoryview | npt.NDArray[np.generic]
+
+#: Most frames one block holds (16 s): bounds the work of one inference hop.
+MAX_BLOCK_FRAMES = 256
+
+
+@dataclass(frozen=True)
+class FrameBlock:
+    """Consecutive 64 ms frames of every channel.
+
+    Attributes:
+        start: index of the block's first frame from the start of the stream.
+        samples: float32 ``(channels, n, 1024)``.
+        valid: int ``(n,)``: samples of real audio in each frame; 1024 except for a final
+            partial frame, which is zero-padded.
+        rms: float32 ``(channels, n)``: RMS of each frame's real samples, set by the gate.
+        silent: bool ``(channels, n)``: RMS below the volume threshold, set by the gate.
+    """
+
+    start: int
+    samples: Float32
+    valid: npt.NDArray[np.int64]
+    rms: Float32 | None = None
+    silent: npt.NDArray[np.bool_] | None = None
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.samples.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[0])
+
+
+class Framer:
+    """Synchronous core of :func:`frames` for one stream (float32 16 kHz in, blocks out)."""
+
+    def __init__(self, channels: int, max_block_frames: int = MAX_BLOCK_FRAMES) -> None:
+        self._channels = channels
+        self._max = max_block_frames
+        self._pending = np.zeros((0, channels), np.float32)
+        self._next = 0
+
+    def push(self, samples: Float32) -> list[FrameBlock]:
+        """Blocks of the whole frames now available from ``samples`` ``(n, channels)``."""
+        if samples.shape[0] == 0:
+            return []
+        buf = np.concatenate([self._pending, samples]) if self._pending.shape[0] else samples
+        n = buf.shape[0] // FRAME_SAMPLES
+        self._pending = buf[n * FRAME_SAMPLES :].copy()
+        return self._blocks(buf[: n * FRAME_SAMPLES], np.full(n, FRAME_SAMPLES, np.int64))
+
+    def flush(self) -> list[FrameBlock]:
+        """The final partial frame, zero-padded, if any audio is left."""
+        rest = self._pending.shape[0]
+        if rest == 0:
+            return []
+        padded = np.zeros((FRAME_SAMPLES, self._channels), np.float32)
+        padded[:rest] = self._pending
+        self._pending = padded[:0]
+        return self._blocks(padded, np.array([rest], np.int64))
+
+    def _blocks(self, whole: Float32, valid: npt.NDArray[np.int64]) -> list[FrameBlock]:
+        n = valid.shape[0]
+        if n == 0:
+            return []
+        # (n*1024, C) -> (C, n, 1024)
+        framed = np.ascontiguousarray(whole.T.reshape(self._channels, n, FRAME_SAMPLES))
+        out = []
+        for lo in range(0, n, self._max):
+            hi = min(n, lo + self._max)
+            out.append(FrameBlock(self._next + lo, framed[:, lo:hi], valid[lo:hi]))
+        self._next += n
+        return out
+
+
+class _Resampler:
+    """Streaming resampler to 16 kHz (soxr), exact pass-through at 16 kHz."""
+
+    def __init__(self, rate: int, channels: int) -> None:
+        self._stream = (
+            None
+            if rate == SAMPLE_RATE
+            else soxr.ResampleStream(rate, SAMPLE_RATE, channels, dtype="float32", quality="HQ")
+        )
+        self._channels = channels
+
+    def __call__(self, samples: Float32, last: bool = False) -> Float32:
+        if self._stream is None:
+            return samples
+        out: Float32 = self._stream.resample_chunk(samples, last=last)
+        return out.reshape(-1, self._channels)
+
+
+async def frames(
+    chunks: AsyncIterable[Chunk],
+    fmt: AudioFormat = AudioFormat(),
+    *,
+    max_block_frames: int = MAX_BLOCK_FRAMES,
+) -> AsyncIterator[FrameBlock]:
+    """Convert, resample and frame a source's chunks.
+
+    Args:
+        chunks: bytes (read as ``fmt.dtype``, little-endian, interleaved channels) or numpy
+            arrays (1-D mono/interleaved or ``(frames, channels)``).
+        fmt: the source's sample rate, channel count and byte sample type.
+        max_block_frames: most frames per yielded block.
+
+    Yields:
+        :class:`FrameBlock` s in stream order; the last one may end in a partial frame.
+
+    Raises:
+        AudioFormatError: a chunk of a type, dtype or shape the format does not allow, or
+            with NaN/inf samples. Blocks already yielded stay valid.
+    """
+    decoder = BytesDecoder(fmt)
+    resample = _Resampler(fmt.sample_rate, fmt.channels)
+    framer = Framer(fmt.channels, max_block_frames)
+    async for chunk in chunks:
+        if isinstance(chunk, (bytes, bytearray, memoryview)):
+            samples = decoder.decode(chunk)
+        elif isinstance(chunk, np.ndarray):
+            samples = to_float32(chunk, fmt.channels)
+        else:
+            raise AudioFormatError(f"a source chunk must be bytes or a numpy array, got {type(chunk).__name__}")
+        for block in framer.push(resample(samples)):
+            yield block
+    for block in framer.push(resample(np.zeros((0, fmt.channels), np.float32), last=True)):
+        yield block
+    for block in framer.flush():
+        yield block

@@ -1,0 +1,256 @@
+"""Stage 3: ONNX inference, off the event loop.
+
+Resources and state are kept apart:
+
+* a *runner* (:class:`SileroRunner`, :class:`LogMelRunner`) owns one ONNX Runtime session
+  and is shared by every stream of an engine; ``InferenceSession.run`` is thread-safe;
+* a :class:`StreamState` holds one stream's (one channel's) recurrent state, feature
+  history and log-mel extractor, and lives with the stream.
+
+:meth:`InferencePlan.run` computes every requested model for a batch of frames of one or
+more streams in one call; :func:`infer` makes one thread hop per :class:`FrameBlock`
+(up to 16 s of audio) through a :class:`anyio.CapacityLimiter`, so the event loop never
+waits on ONNX and a thread hop covers many frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import anyio
+import numpy as np
+import onnxruntime as ort
+
+from .audio import Float32
+from .errors import ModelError
+from .features import FRAME_SAMPLES, N_MELS, SILENCE_FLOOR, SUBFRAMES, LogMelExtractor
+from .framer import FrameBlock
+from .spec import ModelSpec
+
+__all__ = [
+    "FrameOutputs",
+    "InferencePlan",
+    "LogMelRunner",
+    "Runner",
+    "SileroRunner",
+    "StreamState",
+    "infer",
+    "load_session",
+    "make_runner",
+]
+
+
+def load_session(path: Path, threads: int = 1) -> ort.InferenceSession:
+    """Open an ONNX file on the CPU with ``threads`` intra-op threads.
+
+    Blocks while ONNX Runtime parses and optimises the graph (tens of milliseconds).
+
+    Raises:
+        ModelError: the file is missing or is not a loadable ONNX model.
+    """
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own unexported exception types
+        raise ModelError(f"cannot load ONNX model {path}: {exc}") from exc
+
+
+class Runner(Protocol):
+    """Runs one model for a batch of streams. Implementations must be thread-safe."""
+
+    spec: ModelSpec
+
+    def new_state(self) -> object:
+        """Fresh per-stream state (recurrent state or feature history)."""
+        ...
+
+    def run(self, frames: Float32, features: Float32 | None, states: Sequence[object]) -> Float32:
+        """Probabilities ``(B, n, len(labels))`` for ``frames`` ``(B, n, 1024)``.
+
+        ``features`` are the streams' log-mel rows ``(B, 4n, 64)`` when
+        :attr:`needs_features`; ``states`` (one per stream) are updated in place.
+        """
+        ...
+
+    @property
+    def needs_features(self) -> bool: ...
+
+
+@dataclass
+class _SileroState:
+    rnn: Float32 = field(default_factory=lambda: np.zeros((2, 128), np.float32))
+    context: Float32 = field(default_factory=lambda: np.zeros(64, np.float32))
+
+
+class SileroRunner:
+    """Silero VAD v5: two 512-sample steps per 64 ms frame with a recurrent state.
+
+    The frame's speech probability is the mean of its two steps. Streams of a batch are run
+    together (the graph takes a batch); steps within a stream are sequential.
+    """
+
+    _STEP = 512
+    _CONTEXT = 64
+
+    def __init__(self, spec: ModelSpec, session: ort.InferenceSession) -> None:
+        self.spec = spec
+        self._session = session
+        self._sr = np.array(16_000, np.int64)
+        self._speech = spec.labels.index(spec.speech_label or "speech")
+
+    @property
+    def needs_features(self) -> bool:
+        return False
+
+    def new_state(self) -> _SileroState:
+        return _SileroState()
+
+    def run(self, frames: Float32, features: Float32 | None, states: Sequence[object]) -> Float32:
+        sts = [s for s in states if isinstance(s, _SileroState)]
+        batch, n = frames.shape[0], frames.shape[1]
+        steps = frames.reshape(batch, n * (FRAME_SAMPLES // self._STEP), self._STEP)
+        rnn = np.stack([s.rnn for s in sts], axis=1)  # (2, B, 128)
+        window = np.empty((batch, self._CONTEXT + self._STEP), np.float32)
+        window[:, : self._CONTEXT] = np.stack([s.context for s in sts])
+        probs = np.empty((batch, steps.shape[1]), np.float32)
+        run = self._session.run
+        for t in range(steps.shape[1]):
+            window[:, self._CONTEXT :] = steps[:, t]
+            out, rnn = run(None, {"input": window, "state": rnn, "sr": self._sr})
+            probs[:, t] = out[:, 0]
+            window[:, : self._CONTEXT] = window[:, -self._CONTEXT :]
+        for i, s in enumerate(sts):
+            s.rnn = np.ascontiguousarray(rnn[:, i])
+            s.context = window[i, : self._CONTEXT].copy()
+        speech = probs.reshape(batch, n, -1).mean(axis=2)
+        out_probs = np.empty((batch, n, 2), np.float32)
+        out_probs[..., self._speech] = speech
+        out_probs[..., 1 - self._speech] = 1.0 - speech
+        return out_probs
+
+
+@dataclass
+class _FeatureHistory:
+    rows: Float32
+
+
+class LogMelRunner:
+    """A causal, valid model over log-mel rows (see :mod:`deeptone_async.spec`)."""
+
+    def __init__(self, spec: ModelSpec, session: ort.InferenceSession) -> None:
+        self.spec = spec
+        self._session = session
+        self._ctx_rows = spec.context_frames * SUBFRAMES
+        self._input = session.get_inputs()[0].name
+
+    @property
+    def needs_features(self) -> bool:
+        return True
+
+    def new_state(self) -> _FeatureHistory:
+        return _FeatureHistory(np.full((self._ctx_rows, N_MELS), SILENCE_FLOOR, np.float32))
+
+    def run(self, frames: Float32, features: Float32 | None, states: Sequence[object]) -> Float32:
+        if features is None:
+            raise ModelError(f"model {self.spec.name!r} needs log-mel features")
+        hists = [s for s in states if isinstance(s, _FeatureHistory)]
+        x = np.concatenate([np.stack([h.rows for h in hists]), features], axis=1)
+        (probs,) = self._session.run(None, {self._input: x})
+        n = frames.shape[1]
+        if probs.shape != (frames.shape[0], n, len(self.spec.labels)):
+            raise ModelError(
+                f"model {self.spec.name!r} returned shape {probs.shape}, expected "
+                f"{(frames.shape[0], n, len(self.spec.labels))}"
+            )
+        if self._ctx_rows:
+            for i, h in enumerate(hists):
+                h.rows = x[i, -self._ctx_rows :].copy()
+        out: Float32 = probs.astype(np.float32, copy=False)
+        return out
+
+
+def make_runner(spec: ModelSpec, threads: int = 1) -> Runner:
+    """Load ``spec``'s ONNX file and wrap it in the runner its ``kind`` names.
+
+    Raises:
+        ModelError: the ONNX file cannot be loaded or does not fit the kind.
+    """
+    session = load_session(spec.onnx, threads)
+    if spec.kind == "silero":
+        return SileroRunner(spec, session)
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or len(inputs[0].shape) != 3:
+        raise ModelError(f"logmel model {spec.name!r} must take one (batch, rows, {N_MELS}) input")
+    return LogMelRunner(spec, session)
+
+
+@dataclass
+class StreamState:
+    """Per-stream (per-channel) inference state: feature extractor and model states."""
+
+    extractor: LogMelExtractor
+    models: dict[str, object]
+
+
+@dataclass(frozen=True)
+class FrameOutputs:
+    """Per-frame model outputs for a block.
+
+    Attributes:
+        probs: model key -> float32 ``(channels, n, len(labels))``.
+        speech: the speech detector's probability ``(channels, n)``, when a voice model
+            needs it.
+    """
+
+    probs: dict[str, Float32]
+    speech: Float32 | None
+
+
+class InferencePlan:
+    """The runners a pipeline needs, including the speech detector for voice models."""
+
+    def __init__(self, runners: Sequence[Runner], detector: Runner | None) -> None:
+        self.runners = list(runners)
+        self.detector = detector
+        self._all: dict[str, Runner] = {r.spec.key: r for r in self.runners}
+        if detector is not None:
+            self._all.setdefault(detector.spec.key, detector)
+        self._needs_features = any(r.needs_features for r in self._all.values())
+
+    def new_stream(self) -> StreamState:
+        """State for one more stream (or channel)."""
+        return StreamState(LogMelExtractor(), {k: r.new_state() for k, r in self._all.items()})
+
+    def run(self, frames: Float32, states: Sequence[StreamState]) -> FrameOutputs:
+        """All models on ``frames`` ``(B, n, 1024)`` of ``B`` streams; blocks (call it in a thread)."""
+        features = None
+        if self._needs_features:
+            features = np.stack([st.extractor(f) for st, f in zip(states, frames)])
+        probs = {k: r.run(frames, features, [st.models[k] for st in states]) for k, r in self._all.items()}
+        speech = None
+        if self.detector is not None:
+            spec = self.detector.spec
+            speech = probs[spec.key][..., spec.labels.index(spec.speech_label or "speech")]
+        return FrameOutputs(probs, speech)
+
+
+async def infer(
+    blocks: AsyncIterable[FrameBlock],
+    plan: InferencePlan,
+    states: Sequence[StreamState],
+    limiter: anyio.CapacityLimiter,
+) -> AsyncIterator[tuple[FrameBlock, FrameOutputs]]:
+    """Run the plan on each block in a worker thread (one hop per block).
+
+    Applies backpressure: the next block is not pulled until this one's results are
+    consumed. Cancellation waits for the hop in flight (at most one block's work).
+    """
+    async for block in blocks:
+        outputs = await anyio.to_thread.run_sync(plan.run, block.samples, states, limiter=limiter)
+        yield block, outputs

@@ -1,0 +1,40 @@
+"""Schedule a call on the running event loop from a foreign thread, without blocking it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sniffio
+
+
+def loop_caller() -> Callable[..., None]:
+    """Return ``call(fn, *args)`` that runs ``fn(*args)`` soon on the current event loop.
+
+    Safe to use from any thread (e.g. an audio callback); never blocks. Calls made after
+    the loop has closed are dropped.
+    """
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        token = trio.lowlevel.current_trio_token()
+
+        def call_trio(fn: Callable[..., Any], *args: Any) -> None:
+            try:
+                token.run_sync_soon(fn, *args)
+            except trio.RunFinishedError:
+                pass
+
+        return call_trio
+
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+
+    def call_asyncio(fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # loop closed
+            pass
+
+    return call_asyncio

@@ -1,0 +1,95 @@
+"""The source protocol and adapters from plain Python objects.
+
+A source is anything with an async ``open()`` that returns its :class:`AudioFormat` and an
+``__aiter__`` that yields chunks (``bytes`` or numpy arrays) in that format. ``open()`` only
+resolves the format (for a file: reads its header); the resource itself (file handle,
+device, socket) is acquired when iteration starts and released when it ends, however it
+ends, so an abandoned source holds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import Protocol, runtime_checkable
+
+import anyio
+import numpy as np
+
+from ..audio import AudioFormat
+from ..errors import AudioFormatError
+from ..framer import Chunk
+
+__all__ = ["IterableSource", "Source", "as_source"]
+
+
+@runtime_checkable
+class Source(Protocol):
+    """An async source of audio chunks with a declared format."""
+
+    async def open(self) -> AudioFormat:
+        """Resolve the format. May block briefly in a worker thread; raises on bad input."""
+        ...
+
+    def __aiter__(self) -> AsyncIterator[Chunk]:
+        """Yield chunks; acquires the underlying resource, releases it when closed."""
+        ...
+
+
+_END = object()
+
+
+def _next_or_end(it: Iterator[Chunk]) -> object:
+    return next(it, _END)
+
+
+class IterableSource:
+    """Wrap an async or plain iterable of chunks as a :class:`Source`.
+
+    A plain (synchronous) iterable is advanced in a worker thread, so a generator that
+    blocks (reading a device, sleeping) never blocks the event loop.
+
+    Args:
+        iterable: yields ``bytes`` (read as ``fmt.dtype``) or numpy arrays.
+        fmt: the format of the chunks; 16 kHz mono int16 by default, as DeepTone's streams.
+    """
+
+    def __init__(self, iterable: AsyncIterable[Chunk] | Iterable[Chunk], fmt: AudioFormat | None = None) -> None:
+        self._iterable = iterable
+        self.format = fmt or AudioFormat()
+
+    async def open(self) -> AudioFormat:
+        return self.format
+
+    async def __aiter__(self) -> AsyncIterator[Chunk]:
+        if isinstance(self._iterable, AsyncIterable):
+            async for chunk in self._iterable:
+                yield chunk
+            return
+        it = iter(self._iterable)
+        while True:
+            item = await anyio.to_thread.run_sync(_next_or_end, it)
+            if item is _END:
+                return
+            yield item  # type: ignore[misc]
+
+
+def as_source(obj: object, fmt: AudioFormat | None = None) -> Source:
+    """Make a :class:`Source` of a source, an async/plain iterable of chunks, an array or bytes.
+
+    Raises:
+        AudioFormatError: ``obj`` is none of these.
+    """
+    from .memory import ArraySource
+
+    if isinstance(obj, Source):
+        return obj
+    if isinstance(obj, np.ndarray):
+        return ArraySource(obj, sample_rate=(fmt or AudioFormat()).sample_rate)
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return IterableSource([bytes(obj)], fmt)
+    if isinstance(obj, (AsyncIterable, Iterable)) and not isinstance(obj, str):
+        return IterableSource(obj, fmt)
+    raise AudioFormatError(
+        f"cannot stream from a {type(obj).__name__}: expected a Source, an (async) iterable of "
+        "bytes/arrays, a numpy array or bytes"
+    )

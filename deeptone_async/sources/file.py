@@ -1,0 +1,130 @@
+"""Audio files: anything libsndfile decodes (WAV, FLAC, OGG Vorbis/Opus, MP3, ...).
+
+Headerless PCM (``.raw`` / ``.pcm``) is read with aiofiles in the declared format. Encoded
+files are decoded by soundfile in worker threads, one block per thread hop: libsndfile does
+its own (seeking) I/O, so the decoder, not aiofiles, reads those files. Either way the event
+loop never blocks on the disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiofiles
+import aiofiles.os
+import anyio
+import numpy as np
+import soundfile as sf
+
+from ..audio import AudioFormat
+from ..errors import DecodeError, ParameterError
+from ..framer import Chunk
+
+__all__ = ["FileSource", "RAW_SUFFIXES"]
+
+RAW_SUFFIXES = (".raw", ".pcm")
+ProgressCallback = Callable[[int, int | None], None]
+
+
+class FileSource:
+    """Decode an audio file block by block.
+
+    Args:
+        path: the file.
+        channel: analyse only this channel (0-based); all channels when ``None``.
+        block_frames: frames decoded per thread hop; ``None`` decodes the whole file in
+            one go (memory then grows with the file).
+        raw_format: format of a headerless ``.raw``/``.pcm`` file (16 kHz mono int16 by
+            default).
+        progress: called as ``progress(frames_read, frames_total)`` after each block.
+
+    :meth:`open` raises :class:`FileNotFoundError` for a missing file,
+    :class:`~deeptone_async.DecodeError` for one that does not decode and
+    :class:`~deeptone_async.ParameterError` for a channel the file does not have.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        channel: int | None = None,
+        block_frames: int | None = 65_536,
+        raw_format: AudioFormat | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.channel = channel
+        self._block = block_frames
+        self._raw = self.path.suffix.lower() in RAW_SUFFIXES
+        self._raw_format = raw_format or AudioFormat()
+        self._progress = progress
+        self.frames_total: int | None = None
+        self.file_channels = 1
+        self.format: AudioFormat | None = None
+
+    async def open(self) -> AudioFormat:
+        """Check the file and read its header (in a worker thread)."""
+        st = await aiofiles.os.stat(self.path)  # FileNotFoundError propagates as it is
+        if self._raw:
+            fmt = self._raw_format
+            self.frames_total = st.st_size // fmt.bytes_per_frame
+        else:
+            try:
+                info = await anyio.to_thread.run_sync(sf.info, str(self.path))
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise DecodeError(self.path, str(exc)) from exc
+            fmt = AudioFormat(int(info.samplerate), int(info.channels), "float32")
+            self.frames_total = int(info.frames)
+        self.file_channels = fmt.channels
+        if self.channel is not None:
+            if not 0 <= self.channel < fmt.channels:
+                raise ParameterError(f"channel {self.channel} does not exist in {self.path} ({fmt.channels} channel(s))")
+            fmt = AudioFormat(fmt.sample_rate, 1, fmt.dtype)
+        self.format = fmt
+        return fmt
+
+    async def __aiter__(self) -> AsyncIterator[Chunk]:
+        if self.format is None:
+            await self.open()
+        if self._raw:
+            async for chunk in self._raw_chunks():
+                yield chunk
+            return
+        try:
+            handle = await anyio.to_thread.run_sync(sf.SoundFile, str(self.path))
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise DecodeError(self.path, str(exc)) from exc
+        try:
+            done = 0
+            while True:
+                n = -1 if self._block is None else self._block
+                try:
+                    block = await anyio.to_thread.run_sync(lambda: handle.read(n, dtype="float32", always_2d=True))
+                except (sf.LibsndfileError, RuntimeError) as exc:
+                    raise DecodeError(self.path, f"after {done} frames: {exc}") from exc
+                if block.shape[0] == 0:
+                    return
+                done += block.shape[0]
+                if self._progress is not None:
+                    self._progress(done, self.frames_total)
+                yield block if self.channel is None else block[:, self.channel : self.channel + 1]
+                if self._block is None:
+                    return
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(handle.close)
+
+    async def _raw_chunks(self) -> AsyncIterator[Chunk]:
+        fmt = self._raw_format
+        dtype = np.dtype(fmt.dtype).newbyteorder("<")
+        size = (self._block or (1 << 40)) * fmt.bytes_per_frame
+        done = 0
+        async with aiofiles.open(self.path, "rb") as f:
+            while data := await f.read(size):
+                usable = len(data) - len(data) % fmt.bytes_per_frame  # a torn last sample at EOF is dropped
+                samples = np.frombuffer(data[:usable], dtype).astype(dtype.newbyteorder("=")).reshape(-1, fmt.channels)
+                done += samples.shape[0]
+                if self._progress is not None:
+                    self._progress(done, self.frames_total)
+                yield samples if self.channel is None else samples[:, self.channel : self.channel + 1]

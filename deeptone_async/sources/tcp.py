@@ -1,0 +1,84 @@
+"""Raw PCM over TCP: as a client of a server that sends audio, or as a server accepting one.
+
+The stream carries headerless PCM in the declared format (16-bit little-endian 16 kHz mono
+by default) until the peer closes it. Reads happen only when the pipeline wants more audio,
+so a fast sender is held back by TCP flow control (backpressure, not memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import anyio.abc
+
+from ..audio import AudioFormat
+from ..errors import SourceError
+from ..framer import Chunk
+
+__all__ = ["TcpSource"]
+
+
+class TcpSource:
+    """Audio from a TCP connection.
+
+    Args:
+        host: address to connect to, or (``listen=True``) to bind.
+        port: port to connect to or bind (0 picks a free port; see :attr:`port`).
+        listen: accept one connection instead of connecting.
+        fmt: the PCM format the peer sends.
+        read_size: most bytes read per chunk.
+
+    Raises (while iterating):
+        SourceError: the connection cannot be made or breaks.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        listen: bool = False,
+        fmt: AudioFormat | None = None,
+        read_size: int = 8192,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._listen = listen
+        self.format = fmt or AudioFormat()
+        self._read = read_size
+        self._listener: anyio.abc.SocketListener | None = None
+
+    async def open(self) -> AudioFormat:
+        """Resolve the format; in listen mode also bind, so :attr:`port` is known."""
+        if self._listen and self._listener is None:
+            try:
+                self._listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
+            except OSError as exc:
+                raise SourceError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
+            self.port = int(self._listener.extra(anyio.abc.SocketAttribute.local_port))
+        return self.format
+
+    async def _connect(self) -> anyio.abc.SocketStream:
+        if not self._listen:
+            try:
+                return await anyio.connect_tcp(self.host, self.port)
+            except OSError as exc:
+                raise SourceError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        await self.open()
+        assert self._listener is not None
+        listener, self._listener = self._listener, None
+        async with listener:
+            return await listener.accept()
+
+    async def __aiter__(self) -> AsyncIterator[Chunk]:
+        stream = await self._connect()
+        async with stream:
+            while True:
+                try:
+                    data = await stream.receive(self._read)
+                except anyio.EndOfStream:
+                    return
+                except (anyio.BrokenResourceError, OSError) as exc:
+                    raise SourceError(f"connection from {self.host}:{self.port} broke: {exc}") from exc
+                yield data

@@ -1,0 +1,68 @@
+"""The causal, *valid* temporal convolution network shared by the three models.
+
+Input ``features`` (batch, 4 * T, 64) log-mel rows -> normalise with constants stored in the
+graph -> patchify conv (kernel 4, stride 4 over rows: one vector per 64 ms frame) -> blocks of
+[depthwise dilated conv (no padding) -> BatchNorm -> ReLU -> pointwise conv -> BatchNorm ->
+ReLU] with a cropped residual -> pointwise head -> softmax. Every conv is unpadded, so output
+frame j sees exactly frames j .. j + context_frames of the input, where
+``context_frames = sum((k - 1) * d)`` over the blocks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from deeptone_async.features import N_MELS, SUBFRAMES
+
+
+class Block(nn.Module):
+    def __init__(self, ch: int, kernel: int, dilation: int) -> None:
+        super().__init__()
+        self.trim = (kernel - 1) * dilation
+        self.dw = nn.Conv1d(ch, ch, kernel, dilation=dilation, groups=ch, bias=False)
+        self.bn1 = nn.BatchNorm1d(ch)
+        self.pw = nn.Conv1d(ch, ch, 1, bias=False)
+        self.bn2 = nn.BatchNorm1d(ch)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.bn1(self.dw(x)))
+        y = self.act(self.bn2(self.pw(y)))
+        return (x[:, :, self.trim :] if self.trim else x) + y
+
+
+class CausalTCN(nn.Module):
+    def __init__(self, n_labels: int, channels: int, blocks: list[tuple[int, int]],
+                 mean: np.ndarray | None = None, std: np.ndarray | None = None, head_hidden: int = 0) -> None:
+        super().__init__()
+        self.blocks_cfg = blocks
+        self.context_frames = sum((k - 1) * d for k, d in blocks)
+        m = np.zeros(N_MELS, np.float32) if mean is None else mean.astype(np.float32)
+        s = np.ones(N_MELS, np.float32) if std is None else std.astype(np.float32)
+        self.register_buffer("mean", torch.from_numpy(m).view(1, 1, N_MELS))
+        self.register_buffer("inv_std", torch.from_numpy(1.0 / s).view(1, 1, N_MELS))
+        self.patch = nn.Conv1d(N_MELS, channels, SUBFRAMES, stride=SUBFRAMES, bias=False)
+        self.bn0 = nn.BatchNorm1d(channels)
+        self.blocks = nn.Sequential(*[Block(channels, k, d) for k, d in blocks])
+        layers: list[nn.Module] = []
+        if head_hidden:
+            layers += [nn.Conv1d(channels, head_hidden, 1), nn.ReLU(), nn.Conv1d(head_hidden, n_labels, 1)]
+        else:
+            layers += [nn.Conv1d(channels, n_labels, 1)]
+        self.head = nn.Sequential(*layers)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, 4T, 64) -> (B, T - context_frames, n_labels) logits."""
+        x = ((features - self.mean) * self.inv_std).transpose(1, 2)
+        x = torch.relu(self.bn0(self.patch(x)))
+        x = self.blocks(x)
+        return self.head(x).transpose(1, 2)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(features), dim=-1)
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,177 @@
+"""Random training crops with frame targets, for the speech/music/other and gender models.
+
+A crop is ``context_frames + n`` frames of audio (plus the 256 samples of logmel history before
+it). Starts are drawn from ``-(context_frames + n // 2)`` frames up to the clip end, so some
+crops begin before the clip: that part is zero audio, exactly what the engine feeds before a
+stream starts (SILENCE_FLOOR rows). Targets are given for the last ``n`` frames; -100 = ignored.
+
+Frame truth (also used by :mod:`training.evaluate`):
+
+* speech clips: a frame is speech when it is *active* (within 30 dB of the clip's
+  95th-percentile frame level and above -65 dBFS, measured on the clean clip) or when an active
+  frame lies within the model's hangover before it (Speech: 7 frames = 0.45 s; SpeechRT: 1
+  frame). Other frames of a speech clip take the class of the mixed-in background (music /
+  other), or ``other`` with no background.
+* music clips: music; noise clips: other (UrbanSound8K street_music counts as music).
+* frames quieter than -60 dBFS in the clean source (the engine's volume gate calls them
+  silence) and frames before the stream start are ignored.
+* gender: the clip's speaker gender on active frames (hangover 2 frames), ignored elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from deeptone_async.features import FRAME_SAMPLES, HOP_SAMPLES, logmel
+
+from . import augment as A
+from .data import Clip, active_frames, frame_db_from_hops, hangover
+
+SMO = ("speech", "music", "other")
+GENDERS = ("male", "female")
+GATE_DB = -60.0
+IGNORE = -100
+HIST = 256
+
+
+@dataclass
+class TaskCfg:
+    task: str  # "smo" or "gender"
+    context_frames: int
+    n: int
+    hangover: int
+    p_bg: float = 0.5
+    snr: tuple[float, float] = (0.0, 25.0)
+    gain_db: tuple[float, float] = (-30.0, 6.0)
+    augment: bool = True
+
+
+def _crop(clip: Clip, start_hop: int, n_hops: int) -> tuple[np.ndarray, np.ndarray]:
+    """Audio of hops [start_hop, start_hop + n_hops) + HIST samples before it (zeros outside
+    the clip), and the hop dB of those hops (-120 outside)."""
+    x = clip.audio
+    s = start_hop * HOP_SAMPLES - HIST
+    e = (start_hop + n_hops) * HOP_SAMPLES
+    out = np.zeros(e - s, np.float32)
+    a, b = max(s, 0), min(e, len(x))
+    if b > a:
+        out[a - s : b - s] = x[a:b].astype(np.float32) / 32768.0
+    hdb = np.full(n_hops, -120.0, np.float32)
+    ha, hb = max(start_hop, 0), min(start_hop + n_hops, len(clip.hop_db))
+    if hb > ha:
+        hdb[ha - start_hop : hb - start_hop] = clip.hop_db[ha:hb]
+    return out, hdb
+
+
+def _loop_crop(clip: Clip, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+    x = clip.audio.astype(np.float32) / 32768.0
+    if len(x) < n_samples:
+        x = np.tile(x, n_samples // max(len(x), 1) + 1)
+    s = int(rng.integers(0, len(x) - n_samples + 1))
+    return x[s : s + n_samples]
+
+
+def _start(clip: Clip, cfg: TaskCfg, rng: np.random.Generator) -> int:
+    L = cfg.context_frames + cfg.n
+    n_frames = len(clip.hop_db) // 4
+    lo = -(cfg.context_frames + cfg.n // 2)
+    hi = max(n_frames - L, lo)
+    f = int(rng.integers(lo, hi + 1))
+    if f < 0:
+        return f * 4  # pre-stream part is whole frames of zeros
+    return f * 4 + int(rng.integers(0, 4)) if f < hi else f * 4
+
+
+class Sampler:
+    """Draws training examples from clips; ``batch()`` returns (features, targets)."""
+
+    def __init__(self, clips: list[Clip], cfg: TaskCfg, seed: int = 0) -> None:
+        self.cfg = cfg
+        self.rng = np.random.default_rng(seed)
+        self.music = [c for c in clips if c.cls == "music"]
+        self.noise = [c for c in clips if c.cls == "other"]
+        self.speech = [c for c in clips if c.cls == "speech"]
+        if cfg.task == "gender":
+            self.by_gender = {g: [c for c in self.speech if c.gender == g] for g in GENDERS}
+            self.w_gender = {g: self._corpus_weights(v) for g, v in self.by_gender.items()}
+        else:
+            self.w_speech = self._corpus_weights(self.speech)
+
+    @staticmethod
+    def _corpus_weights(clips: list[Clip]) -> np.ndarray:
+        """Each corpus gets weight ~ sqrt(its hours); clips within it by duration."""
+        if not clips:
+            return np.zeros(0)
+        corp = np.array([c.corpus for c in clips])
+        dur = np.array([len(c.audio) for c in clips], np.float64)
+        w = np.zeros(len(clips))
+        for k in set(corp):
+            m = corp == k
+            w[m] = np.sqrt(dur[m].sum()) * dur[m] / dur[m].sum()
+        return w / w.sum()
+
+    def _pick(self, clips: list[Clip], w: np.ndarray | None = None) -> Clip:
+        return clips[int(self.rng.choice(len(clips), p=w))]
+
+    def example(self) -> tuple[np.ndarray, np.ndarray]:
+        cfg, rng = self.cfg, self.rng
+        L = cfg.context_frames + cfg.n
+        n_hops = 4 * L
+        if cfg.task == "gender":
+            g = int(rng.integers(2))
+            clip = self._pick(self.by_gender[GENDERS[g]], self.w_gender[GENDERS[g]])
+            kind = "speech"
+        else:
+            u = rng.random()
+            kind = "speech" if u < 0.5 else ("music" if u < 0.72 else "other")
+            if kind == "speech":
+                clip = self._pick(self.speech, self.w_speech)
+            else:
+                clip = self._pick(self.music if kind == "music" else self.noise)
+        start = _start(clip, cfg, rng)
+        x, hdb = _crop(clip, start, n_hops)
+        fdb = frame_db_from_hops(hdb)
+        pre = max(0, -start // 4)  # pre-stream frames
+        x_pre = HIST + pre * FRAME_SAMPLES
+        y = np.full(L, IGNORE, np.int64)
+        if kind == "speech":
+            act = active_frames(fdb, clip.ref_db)
+            bg_cls = None
+            if cfg.augment and rng.random() < cfg.p_bg:
+                bg_is_music = rng.random() < 0.4
+                bg = self._pick(self.music if bg_is_music else self.noise)
+                bgx = _loop_crop(bg, len(x) - x_pre, rng)
+                snr = rng.uniform(*cfg.snr)
+                seg = x[x_pre:]
+                mask = np.repeat(act[pre:], FRAME_SAMPLES)[: len(seg) - HIST]
+                mask = np.concatenate([np.zeros(HIST, bool), mask]) if len(mask) < len(seg) else mask
+                x[x_pre:] = A.mix_at_snr(seg, bgx, snr, mask[: len(seg)])
+                bg_cls = 1 if bg_is_music else 2
+            if cfg.task == "gender":
+                on = hangover(act, cfg.hangover)
+                y[on] = g
+            else:
+                on = hangover(act, cfg.hangover)
+                y[:] = bg_cls if bg_cls is not None else 2
+                y[on] = 0
+                if bg_cls is None:
+                    y[(~on) & (fdb < GATE_DB)] = IGNORE
+        else:
+            y[:] = 1 if kind == "music" else 2
+            y[fdb < GATE_DB] = IGNORE
+            if cfg.augment and kind == "music" and rng.random() < 0.3:
+                x[x_pre:] = A.mix_at_snr(x[x_pre:], _loop_crop(self._pick(self.noise), len(x) - x_pre, rng),
+                                         rng.uniform(10, 30))
+        y[:pre] = IGNORE
+        if cfg.augment:
+            x = A.channel(x, rng)
+            x = A.gain(x, rng.uniform(*cfg.gain_db))
+        x[:x_pre] = 0.0
+        feats = logmel(x[HIST:], x[:HIST])
+        return feats, y[cfg.context_frames :]
+
+    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        fs, ys = zip(*(self.example() for _ in range(size)))
+        return np.stack(fs), np.stack(ys)
