@@ -21,7 +21,7 @@ frame's real duration, so they cover the input exactly (the last frame may be sh
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -245,7 +245,7 @@ class Aggregator:
 
 async def aggregate(
     pairs: AsyncIterable[tuple[FrameBlock, FrameOutputs]], aggregator: Aggregator, channel: int = 0
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Yield ``channel``'s period results as soon as each period is complete, then the final partial one."""
     async for block, outputs in pairs:
         for item in aggregator.push(block, outputs)[channel]:

@@ -19,7 +19,7 @@ from .pipeline import Pipeline, ResultStream
 from .registry import ModelHandles, ModelRegistry, bundled_specs
 from .results import AnalysisResult
 from .sources.base import Source, as_source
-from .sources.file import FileSource
+from .sources.file import FileSource, ProgressCallback
 from .sources.memory import ArraySource
 from .spec import ModelSpec
 
@@ -169,6 +169,8 @@ class Deeptone:
         include_raw_values: bool = False,
         use_chunking: bool = True,
         volume_threshold: float = DEFAULT_VOLUME_THRESHOLD,
+        *,
+        progress: ProgressCallback | None = None,
     ) -> AnalysisResult:
         """Analyse an audio file; every channel separately unless ``channel`` picks one.
 
@@ -177,6 +179,9 @@ class Deeptone:
         ``use_chunking`` (the default) the file is decoded and analysed block by block,
         so memory stays bounded whatever its length. Decoding and inference run in worker
         threads; the event loop is never blocked.
+
+        ``progress(frames_decoded, frames_total)`` is called after each decoded block
+        (for progress bars).
 
         Returns:
             ``{"channels": {"0": {"time_series": [...], "summary": {...},
@@ -192,7 +197,7 @@ class Deeptone:
         period = check_output_period(output_period)
         threshold = check_volume_threshold(volume_threshold)
         specs, plan = self._plan(models)
-        source = FileSource(filename, channel=channel, block_frames=65_536 if use_chunking else None)
+        source = FileSource(filename, channel=channel, block_frames=65_536 if use_chunking else None, progress=progress)
         return await self._analyse(
             source, specs, plan, period, threshold, include_summary, include_transitions, include_raw_values
         )

@@ -11,7 +11,7 @@ A final partial frame is zero-padded and marked with its real length in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,16 +120,17 @@ class _Resampler:
 
 async def frames(
     chunks: AsyncIterable[Chunk],
-    fmt: AudioFormat = AudioFormat(),
+    fmt: AudioFormat | None = None,
     *,
     max_block_frames: int = MAX_BLOCK_FRAMES,
-) -> AsyncIterator[FrameBlock]:
+) -> AsyncGenerator[FrameBlock, None]:
     """Convert, resample and frame a source's chunks.
 
     Args:
         chunks: bytes (read as ``fmt.dtype``, little-endian, interleaved channels) or numpy
             arrays (1-D mono/interleaved or ``(frames, channels)``).
-        fmt: the source's sample rate, channel count and byte sample type.
+        fmt: the source's sample rate, channel count and byte sample type (default:
+            16 kHz mono 16-bit).
         max_block_frames: most frames per yielded block.
 
     Yields:
@@ -139,6 +140,7 @@ async def frames(
         AudioFormatError: a chunk of a type, dtype or shape the format does not allow, or
             with NaN/inf samples. Blocks already yielded stay valid.
     """
+    fmt = fmt or AudioFormat()
     decoder = BytesDecoder(fmt)
     resample = _Resampler(fmt.sample_rate, fmt.channels)
     framer = Framer(fmt.channels, max_block_frames)

@@ -8,7 +8,7 @@ whatever the model itself says. ``volume_threshold=0`` turns the gate off.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def frame_rms(block: FrameBlock) -> Float32:
     return out
 
 
-async def gate(blocks: AsyncIterable[FrameBlock], volume_threshold: float) -> AsyncIterator[FrameBlock]:
+async def gate(blocks: AsyncIterable[FrameBlock], volume_threshold: float) -> AsyncGenerator[FrameBlock, None]:
     """Mark each frame's RMS and whether it is silence.
 
     Raises:

@@ -15,7 +15,7 @@ waits on ONNX and a thread hop covers many frames.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -245,7 +245,7 @@ async def infer(
     plan: InferencePlan,
     states: Sequence[StreamState],
     limiter: anyio.CapacityLimiter,
-) -> AsyncIterator[tuple[FrameBlock, FrameOutputs]]:
+) -> AsyncGenerator[tuple[FrameBlock, FrameOutputs], None]:
     """Run the plan on each block in a worker thread (one hop per block).
 
     Applies backpressure: the next block is not pulled until this one's results are

@@ -87,7 +87,7 @@ class Pipeline:
         self._gens: list[AsyncGenerator[Any, None]] = []
         self._start: float | None = None
 
-    def blocks(self) -> AsyncIterator[tuple[FrameBlock, FrameOutputs]]:
+    def blocks(self) -> AsyncGenerator[tuple[FrameBlock, FrameOutputs], None]:
         """Frame blocks with their model outputs, in stream order."""
         src = self.source.__aiter__()
         if isinstance(src, AsyncGenerator):

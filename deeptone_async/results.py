@@ -28,7 +28,7 @@ class AnalysisResult(dict[str, Any]):
             return mono[key]
         raise KeyError(key)
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         try:
             return self[key]
         except KeyError:

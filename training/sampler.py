@@ -45,7 +45,8 @@ class TaskCfg:
     p_bg: float = 0.5
     snr: tuple[float, float] = (0.0, 25.0)
     gain_db: tuple[float, float] = (-30.0, 6.0)
-    augment: bool = True
+    augment: bool = True  # background mixing
+    channel: bool = True  # reverb / telephone / codec / gain
 
 
 def _crop(clip: Clip, start_hop: int, n_hops: int) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +166,7 @@ class Sampler:
                 x[x_pre:] = A.mix_at_snr(x[x_pre:], _loop_crop(self._pick(self.noise), len(x) - x_pre, rng),
                                          rng.uniform(10, 30))
         y[:pre] = IGNORE
-        if cfg.augment:
+        if cfg.channel:
             x = A.channel(x, rng)
             x = A.gain(x, rng.uniform(*cfg.gain_db))
         x[:x_pre] = 0.0

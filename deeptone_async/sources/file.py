@@ -8,6 +8,8 @@ loop never blocks on the disk.
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -46,7 +48,7 @@ class FileSource:
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | os.PathLike[str],
         *,
         channel: int | None = None,
         block_frames: int | None = 65_536,
@@ -100,7 +102,7 @@ class FileSource:
             while True:
                 n = -1 if self._block is None else self._block
                 try:
-                    block = await anyio.to_thread.run_sync(lambda: handle.read(n, dtype="float32", always_2d=True))
+                    block = await anyio.to_thread.run_sync(functools.partial(handle.read, n, dtype="float32", always_2d=True))
                 except (sf.LibsndfileError, RuntimeError) as exc:
                     raise DecodeError(self.path, f"after {done} frames: {exc}") from exc
                 if block.shape[0] == 0:

@@ -53,10 +53,15 @@ class TcpSource:
         """Resolve the format; in listen mode also bind, so :attr:`port` is known."""
         if self._listen and self._listener is None:
             try:
-                self._listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
+                multi = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
             except OSError as exc:
                 raise SourceError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
-            self.port = int(self._listener.extra(anyio.abc.SocketAttribute.local_port))
+            first, *others = multi.listeners  # one per address family of `host`
+            for other in others:
+                await other.aclose()
+            assert isinstance(first, anyio.abc.SocketListener)
+            self._listener = first
+            self.port = int(first.extra(anyio.abc.SocketAttribute.local_port))
         return self.format
 
     async def _connect(self) -> anyio.abc.SocketStream:

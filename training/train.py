@@ -1,0 +1,181 @@
+"""Train one model and export it into its model folder.
+
+    nice -n 10 python -m training.train --model speech     [--minutes 10]
+    nice -n 10 python -m training.train --model speech_rt  [--minutes 6]
+    nice -n 10 python -m training.train --model gender     [--minutes 14]
+
+Data: ``--corpora`` (names under the data root, ``$DEEPTONE_DATA``, default
+``<repo>/../shared/data``) and/or ``--manifest PATH`` (repeatable; your own manifest.csv with
+the same columns: file, label, split, and gender for the gender model). Training uses the
+``train`` split; the ``val`` split of the same data picks the best checkpoint.
+
+Commercial users: the default corpora include non-commercial data (ravdess CC BY-NC-SA, part
+of noise and music CC BY-NC) and research-only data (emodb). To train on permissive data only:
+
+    python -m training.train --model gender --corpora librispeech commonvoice vctk
+    python -m training.train --model speech --corpora librispeech commonvoice vctk \
+        --manifest /path/to/your/permissive_music/manifest.csv --manifest /path/to/noise/manifest.csv
+
+(``--out DIR`` writes the model elsewhere than the bundled folder.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from .data import ALL_CORPORA, REPO, SPEECH_CORPORA, load_corpora, split
+from .export import check_folder, check_streaming, check_torch_vs_ort, export_onnx
+from .nets import CausalTCN, n_params
+from .sampler import GENDERS, IGNORE, SMO, Sampler, TaskCfg
+
+MODELS = {
+    "speech": dict(
+        name="Speech", key="speech", labels=list(SMO), voice=False, speech_label="speech",
+        channels=48, blocks=[(3, 1), (3, 2), (3, 4), (3, 1)], task=TaskCfg("smo", 16, 16, hangover=7),
+        corpora=ALL_CORPORA, minutes=10.0,
+        description="Speech / music / other, 1.09 s receptive field (speech over music is speech)",
+    ),
+    "speech_rt": dict(
+        name="SpeechRT", key="speech-rt", labels=list(SMO), voice=False, speech_label="speech",
+        channels=48, blocks=[(2, 1), (1, 1), (1, 1)], task=TaskCfg("smo", 1, 24, hangover=1),
+        corpora=ALL_CORPORA, minutes=6.0,
+        description="Low-latency speech / music / other, 128 ms receptive field",
+    ),
+    "gender": dict(
+        name="Gender", key="gender", labels=list(GENDERS), voice=True, speech_label=None,
+        channels=64, blocks=[(3, 1), (3, 2), (3, 4), (3, 8), (3, 8), (2, 1)],
+        task=TaskCfg("gender", 47, 16, hangover=2, p_bg=0.4, snr=(5.0, 30.0)),
+        corpora=ALL_CORPORA, minutes=14.0,
+        description="Speaker gender (male / female) of speech, 3.07 s receptive field",
+    ),
+}
+
+
+class Stream(IterableDataset):
+    def __init__(self, clips, cfg: TaskCfg, batch: int, seed: int) -> None:
+        self.clips, self.cfg, self.bs, self.seed = clips, cfg, batch, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        s = Sampler(self.clips, self.cfg, seed=self.seed + (info.id if info else 0))
+        while True:
+            f, y = s.batch(self.bs)
+            yield torch.from_numpy(f), torch.from_numpy(y)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, choices=sorted(MODELS))
+    ap.add_argument("--corpora", nargs="*", default=None, help="corpus folders under the data root")
+    ap.add_argument("--manifest", action="append", default=[], help="extra manifest.csv (repeatable)")
+    ap.add_argument("--minutes", type=float, default=None, help="training wall-clock budget")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=4e-3)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=None, help="model folder (default: the bundled one)")
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(a.seed)
+    m = MODELS[a.model]
+    cfg: TaskCfg = m["task"]
+    corpora = m["corpora"] if a.corpora is None else a.corpora
+    if cfg.task == "gender":
+        corpora = [c for c in corpora if c in SPEECH_CORPORA or c in ("music", "noise")]
+    clips = load_corpora(corpora, a.manifest)
+    train, val = split(clips, "train"), split(clips, "val")
+    print(f"{len(train)} train / {len(val)} val clips from {corpora} + {a.manifest}", flush=True)
+
+    # feature statistics (of augmented training crops) go inside the graph
+    f0, _ = Sampler(train, cfg, seed=a.seed + 99).batch(256)
+    flat = f0.reshape(-1, f0.shape[-1])
+    mean, std = flat.mean(0), flat.std(0) + 1e-3
+    model = CausalTCN(len(m["labels"]), m["channels"], m["blocks"], mean, std)
+    assert model.context_frames == cfg.context_frames
+    print(f"params {n_params(model)}  context_frames {model.context_frames}", flush=True)
+
+    # fixed validation batches: val clips, same mixing, no channel/gain augmentation
+    vcfg = dataclasses.replace(cfg, channel=False, gain_db=(0.0, 0.0))
+    vs = Sampler(val, vcfg, seed=1234)
+    vbatches = [vs.batch(64) for _ in range(12)]
+
+    loader = DataLoader(Stream(train, cfg, a.batch, a.seed), batch_size=None, num_workers=a.workers,
+                        prefetch_factor=4 if a.workers else None, persistent_workers=bool(a.workers))
+    minutes = a.minutes or m["minutes"]
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-3)
+    lossf = torch.nn.CrossEntropyLoss(ignore_index=IGNORE)
+    t0, step, best, best_state = time.time(), 0, (-1.0, 9.9), None
+    budget = minutes * 60
+    for f, y in loader:
+        frac = (time.time() - t0) / budget
+        if frac >= 1:
+            break
+        lr = a.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + np.cos(np.pi * frac))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        model.train()
+        logits = model.logits(f)
+        loss = lossf(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 100 == 0:
+            model.eval()
+            with torch.no_grad():
+                correct = tot = 0
+                vl = []
+                per = np.zeros((len(m["labels"]), 2))
+                for vf, vy in vbatches:
+                    lg = model.logits(torch.from_numpy(vf))
+                    vy_t = torch.from_numpy(vy)
+                    vl.append(float(lossf(lg.reshape(-1, lg.shape[-1]), vy_t.reshape(-1))))
+                    pred = lg.argmax(-1).numpy()
+                    for k in range(len(m["labels"])):
+                        mk = vy == k
+                        per[k] += [(pred[mk] == k).sum(), mk.sum()]
+                bacc = float(np.mean(per[:, 0] / np.maximum(per[:, 1], 1)))
+                vloss = float(np.mean(vl))
+            tag = ""
+            if (bacc, -vloss) > (best[0], -best[1]):
+                best, best_state, tag = (bacc, vloss), copy.deepcopy(model.state_dict()), " *"
+            print(f"step {step} t {time.time() - t0:.0f}s lr {lr:.2e} loss {float(loss):.3f} "
+                  f"val loss {vloss:.3f} val bal.acc {bacc:.4f}{tag}", flush=True)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    print(f"trained {step} steps in {time.time() - t0:.0f}s; best val bal.acc {best[0]:.4f}", flush=True)
+
+    folder = a.out or REPO / "deeptone_async" / "models" / a.model
+    folder.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, folder / "model.onnx")
+    diff = check_torch_vs_ort(model, folder / "model.onnx")
+    spec = {
+        "name": m["name"], "key": m["key"], "kind": "logmel", "labels": m["labels"], "onnx": "model.onnx",
+        "receptive_field_ms": 64 * (cfg.context_frames + 1), "context_frames": cfg.context_frames,
+        "unknown_threshold": None, "voice": m["voice"], "speech_label": m["speech_label"],
+        "card": "card.md", "description": m["description"],
+    }
+    old = folder / "spec.json"
+    if old.exists() and cfg.task == "gender":  # keep a threshold chosen earlier until re-chosen
+        spec["unknown_threshold"] = json.loads(old.read_text()).get("unknown_threshold")
+    (folder / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
+    checks = check_folder(folder)
+    checks.update(torch_vs_ort_max_abs_diff=diff, params=n_params(model), train_steps=step,
+                  train_seconds=round(time.time() - t0), corpora=list(corpora), manifests=a.manifest,
+                  best_val_balanced_acc_crops=best[0])
+    (folder / "train_info.json").write_text(json.dumps(checks, indent=1) + "\n")
+    print(json.dumps(checks, indent=1), flush=True)
+
+
+if __name__ == "__main__":
+    main()
