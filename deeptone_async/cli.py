@@ -2,6 +2,7 @@
 
 ``deeptone-async file PATH...``   analyse files (json, jsonl, csv or an Audacity label track)
 ``deeptone-async mic``            print live results from the microphone
+``deeptone-async serve``          WebSocket server with DeepTone's cloud protocol
 ``deeptone-async models``         list the models with their labels, receptive field and card
 ``deeptone-async demo``           analyse the bundled sample with every model
 """
@@ -205,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--format", choices=["text", "json"], default="text")
     m.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
 
+    s = sub.add_parser("serve", help="run the WebSocket streaming server (needs deeptone-async[server])")
+    from .server import cli as server_cli  # argument definitions only; heavy imports happen in run()
+
+    server_cli.add_arguments(s)
+
     sub.add_parser("models", help="list the models")
     sub.add_parser("demo", help="analyse the bundled sample with every model")
     return parser
@@ -218,6 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_models()
         if args.command == "demo":
             return anyio.run(_run_demo, sys.stdout)
+        if args.command == "serve":
+            from .server import cli as server_cli
+
+            return server_cli.run(args)
         if args.command == "mic":
             return anyio.run(_run_mic, args)
         if args.output:

@@ -1,0 +1,1 @@
+"""WebSocket streaming server with DeepTone's cloud protocol (``pip install 'deeptone-async[server]'``)."""
