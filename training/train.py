@@ -40,7 +40,7 @@ from .sampler import GENDERS, IGNORE, SMO, Sampler, TaskCfg
 MODELS = {
     "speech": dict(
         name="Speech", key="speech", labels=list(SMO), voice=False, speech_label="speech",
-        channels=48, blocks=[(3, 1), (3, 2), (3, 4), (3, 1)], task=TaskCfg("smo", 16, 16, hangover=7),
+        channels=64, blocks=[(3, 1), (3, 2), (3, 4), (3, 1)], task=TaskCfg("smo", 16, 16, hangover=7),
         corpora=ALL_CORPORA, minutes=10.0,
         description="Speech / music / other, 1.09 s receptive field (speech over music is speech)",
     ),
@@ -148,7 +148,7 @@ def main() -> None:
             tag = ""
             if (bacc, -vloss) > (best[0], -best[1]):
                 best, best_state, tag = (bacc, vloss), copy.deepcopy(model.state_dict()), " *"
-            print(f"step {step} t {time.time() - t0:.0f}s lr {lr:.2e} loss {float(loss):.3f} "
+            print(f"step {step} t {time.time() - t0:.0f}s lr {lr:.2e} loss {loss.item():.3f} "
                   f"val loss {vloss:.3f} val bal.acc {bacc:.4f}{tag}", flush=True)
     if best_state is not None:
         model.load_state_dict(best_state)
