@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -28,7 +28,9 @@ from .audio import AudioFormat
 from .framer import Chunk, FrameBlock, frames
 from .gate import gate
 from .inference import FrameOutputs, InferencePlan, StreamState, infer
+from .errors import AudioFormatError
 from .sources.base import Source
+from .spec import ModelSpec
 
 __all__ = ["Pipeline", "ResultStream", "StreamStats"]
 
@@ -159,44 +161,25 @@ class ResultStream:
     def __init__(
         self,
         source: Source,
-        make_pipeline: Any,
-        specs: Sequence[Any],
+        make_pipeline: Callable[[Source, AudioFormat], Pipeline],
+        specs: Sequence[ModelSpec],
         period_frames: int,
         include_raw: bool,
     ) -> None:
-        self._source = source
-        self._make = make_pipeline
-        self._specs = specs
         self._period = period_frames
-        self._raw = include_raw
-        self._pipeline: Pipeline | None = None
-        self._gen = self._run()
-        self.stats = StreamStats()
+        self._stats: list[StreamStats] = [StreamStats()]
+        # The generator must not refer back to this object: an abandoned stream is then
+        # freed (and its source closed) by reference counting, not by the cyclic GC.
+        self._gen = _run_stream(source, make_pipeline, list(specs), period_frames, include_raw, self._stats)
+
+    @property
+    def stats(self) -> StreamStats:
+        """Counters of this stream (results, audio received and dropped, lag)."""
+        return self._stats[0]
 
     @property
     def output_period_ms(self) -> int:
         return self._period * FRAME_MS
-
-    async def _run(self) -> AsyncGenerator[dict[str, Any], None]:
-        fmt = await self._source.open()
-        pipeline = self._pipeline = self._make(self._source, fmt)
-        self.stats = pipeline.stats
-        if fmt.channels != 1:
-            from .errors import AudioFormatError
-
-            raise AudioFormatError(
-                f"process_stream analyses one channel; the source has {fmt.channels} "
-                "(pick one, e.g. FileSource(path, channel=0), or use process_file)"
-            )
-        aggregator = Aggregator(self._specs, self._period, 1, self._raw)
-        results = pipeline.track(aggregate(pipeline.blocks(), aggregator))
-        try:
-            async for item in results:
-                pipeline.stats.results += 1
-                pipeline.update_lag()
-                yield item
-        finally:
-            await pipeline.aclose()
 
     def __aiter__(self) -> ResultStream:
         return self
@@ -217,3 +200,30 @@ class ResultStream:
     ) -> None:
         await self.aclose()
 
+
+
+async def _run_stream(
+    source: Source,
+    make_pipeline: Callable[[Source, AudioFormat], Pipeline],
+    specs: list[ModelSpec],
+    period: int,
+    include_raw: bool,
+    stats_box: list[StreamStats],
+) -> AsyncGenerator[dict[str, Any], None]:
+    fmt = await source.open()
+    if fmt.channels != 1:
+        raise AudioFormatError(
+            f"process_stream analyses one channel; the source has {fmt.channels} "
+            "(pick one, e.g. FileSource(path, channel=0), or use process_file)"
+        )
+    pipeline = make_pipeline(source, fmt)
+    stats_box[0] = pipeline.stats
+    aggregator = Aggregator(specs, period, 1, include_raw)
+    results = pipeline.track(aggregate(pipeline.blocks(), aggregator))
+    try:
+        async for item in results:
+            pipeline.stats.results += 1
+            pipeline.update_lag()
+            yield item
+    finally:
+        await pipeline.aclose()

@@ -9,7 +9,7 @@ ends, so an abandoned source holds nothing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Generator, Iterable, Iterator
 from typing import Protocol, runtime_checkable
 
 import anyio
@@ -46,7 +46,8 @@ class IterableSource:
     """Wrap an async or plain iterable of chunks as a :class:`Source`.
 
     A plain (synchronous) iterable is advanced in a worker thread, so a generator that
-    blocks (reading a device, sleeping) never blocks the event loop.
+    blocks (reading a device, sleeping) never blocks the event loop. A generator (sync or
+    async) is closed when the stream ends.
 
     Args:
         iterable: yields ``bytes`` (read as ``fmt.dtype``) or numpy arrays.
@@ -61,16 +62,28 @@ class IterableSource:
         return self.format
 
     async def __aiter__(self) -> AsyncIterator[Chunk]:
+        # The stream owns the iterator it was given: a generator is closed when the stream
+        # ends, fails or is abandoned, so its own cleanup (finally blocks) runs then.
         if isinstance(self._iterable, AsyncIterable):
-            async for chunk in self._iterable:
-                yield chunk
+            ait = aiter(self._iterable)
+            try:
+                async for chunk in ait:
+                    yield chunk
+            finally:
+                if isinstance(ait, AsyncGenerator):
+                    with anyio.CancelScope(shield=True):
+                        await ait.aclose()
             return
         it = iter(self._iterable)
-        while True:
-            item = await anyio.to_thread.run_sync(_next_or_end, it)
-            if item is _END:
-                return
-            yield item  # type: ignore[misc]
+        try:
+            while True:
+                item = await anyio.to_thread.run_sync(_next_or_end, it)
+                if item is _END:
+                    return
+                yield item  # type: ignore[misc]
+        finally:
+            if isinstance(it, Generator):
+                it.close()
 
 
 def as_source(obj: object, fmt: AudioFormat | None = None) -> Source:

@@ -1,0 +1,30 @@
+import numpy as np
+
+from deeptone_async.features import FRAME_SAMPLES, N_MELS, SILENCE_FLOOR, SUBFRAMES, LogMelExtractor, logmel
+
+
+def test_streaming_equals_whole() -> None:
+    x = np.random.default_rng(1).standard_normal(FRAME_SAMPLES * 7).astype(np.float32) * 0.1
+    whole = logmel(x)
+    ext = LogMelExtractor()
+    parts = [ext(x[: FRAME_SAMPLES * 2].reshape(2, -1)), ext(x[FRAME_SAMPLES * 2 :].reshape(5, -1))]
+    np.testing.assert_allclose(np.concatenate(parts), whole, rtol=0, atol=1e-5)
+    assert whole.shape == (7 * SUBFRAMES, N_MELS)
+
+
+def test_rows_use_only_past_audio() -> None:
+    x = np.random.default_rng(2).standard_normal(FRAME_SAMPLES * 4).astype(np.float32)
+    y = x.copy()
+    y[FRAME_SAMPLES * 2 :] = 0.0  # change the future
+    np.testing.assert_array_equal(logmel(x)[: 2 * SUBFRAMES], logmel(y)[: 2 * SUBFRAMES])
+
+
+def test_digital_silence_is_the_floor() -> None:
+    np.testing.assert_allclose(logmel(np.zeros(FRAME_SAMPLES, np.float32)), SILENCE_FLOOR)
+
+
+def test_louder_tone_has_more_energy() -> None:
+    t = np.arange(FRAME_SAMPLES) / 16000
+    quiet = logmel((0.01 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32))
+    loud = logmel((0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32))
+    assert loud.max() > quiet.max() + 5

@@ -1,0 +1,45 @@
+import numpy as np
+
+from deeptone_async import AudioFormat
+from deeptone_async.framer import frames
+from deeptone_async.gate import gate
+
+
+async def _collect(chunks, fmt=None):
+    async def gen():
+        for c in chunks:
+            yield c
+
+    return [b async for b in frames(gen(), fmt or AudioFormat())]
+
+
+async def test_frames_do_not_depend_on_chunking() -> None:
+    x = (np.random.default_rng(0).standard_normal(5000) * 3000).astype(np.int16)
+    a = await _collect([x])
+    b = await _collect([x[:1], x[1:1500], x[1500:1501], x[1501:]])
+    fa = np.concatenate([blk.samples for blk in a], axis=1)
+    fb = np.concatenate([blk.samples for blk in b], axis=1)
+    np.testing.assert_array_equal(fa, fb)
+    assert fa.shape == (1, 5, 1024)  # 4 whole frames and a partial one
+    valid = np.concatenate([blk.valid for blk in a])
+    assert list(valid) == [1024, 1024, 1024, 1024, 5000 - 4096]
+    assert [blk.start for blk in b] == sorted(blk.start for blk in b)
+
+
+async def test_resampled_length_matches_duration() -> None:
+    x = np.zeros(44100 * 2, np.float32)
+    blocks = await _collect([x[:10000], x[10000:]], AudioFormat(44100, 1, "float32"))
+    total = int(sum(blk.valid.sum() for blk in blocks))
+    assert abs(total - 32000) <= 2
+
+
+async def test_gate_marks_quiet_frames_and_ignores_padding() -> None:
+    loud = np.full(1024 + 100, 0.1, np.float32)
+    quiet = np.full(1024, 0.001, np.float32)
+
+    async def gen():
+        yield np.concatenate([quiet, loud])
+
+    blocks = [b async for b in gate(frames(gen(), AudioFormat(dtype="float32")), 0.005)]
+    silent = np.concatenate([b.silent[0] for b in blocks])
+    assert list(silent) == [True, False, False]  # the 100-sample tail is loud, not diluted by padding
