@@ -63,12 +63,12 @@ def _progress_bar(path: str, enabled: bool) -> Any:
 async def _run_files(args: argparse.Namespace, out: TextIO) -> int:
     engine = Deeptone()
     models = _models(engine, args.models)
-    results: dict[str, AnalysisResult] = {}
+    results: list[tuple[str, AnalysisResult]] = []
     for path in args.paths:
         show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
         progress = _progress_bar(path, show)
         try:
-            results[path] = await engine.process_file(
+            res = await engine.process_file(
                 path,
                 models,
                 output_period=args.output_period,
@@ -82,12 +82,13 @@ async def _run_files(args: argparse.Namespace, out: TextIO) -> int:
         finally:
             if progress is not None:
                 progress.bar.close()
+        results.append((path, res))
     if args.format == "json":
-        doc: Any = results[args.paths[0]] if len(args.paths) == 1 else results
+        doc: Any = results[0][1] if len(results) == 1 else {path: res for path, res in results}
         json.dump(doc, out, indent=2)
         out.write("\n")
     elif args.format == "jsonl":
-        for path, res in results.items():
+        for path, res in results:
             for channel, entry in res["channels"].items():
                 for item in entry["time_series"]:
                     out.write(json.dumps({"file": path, "channel": channel, **item}) + "\n")
@@ -96,12 +97,12 @@ async def _run_files(args: argparse.Namespace, out: TextIO) -> int:
                     out.write(json.dumps({"file": path, "channel": channel, **extra}) + "\n")
     elif args.format == "csv":
         rows = []
-        for path, res in results.items():
+        for path, res in results:
             for channel, entry in res["channels"].items():
                 rows += [({"file": path, "channel": channel}, item) for item in entry["time_series"]]
         _write_csv(rows, out)
     else:  # audacity
-        for res in results.values():
+        for _, res in results:
             for entry in res["channels"].values():
                 out.write(audacity_labels(entry["transitions"]))
     return 0

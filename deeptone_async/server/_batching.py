@@ -1,0 +1,250 @@
+"""Cross-stream batching: one inference call for the waiting frames of many streams.
+
+A live 16 kHz stream delivers one 64 ms frame at a time. Run alone, each frame costs a
+thread hop and an ONNX call with batch 1; Silero VAD then takes about 250 us a frame on
+this project's CPU, against about 90 us a frame when 16 or more streams share a call (see
+``benchmarks/RESULTS_server.md``). :class:`BatchScheduler` collects the frame blocks that
+streams submit, groups those that can share a call (same models, same frame count) and
+runs each group as one :meth:`InferencePlan.run` over the stacked streams, in a worker
+thread.
+
+The policy is *greedy*: a batch starts as soon as a worker is free, and holds every
+block that arrived while the previous batch ran. An idle server therefore adds no delay
+(a lone stream's block runs at once), and batches grow by themselves with load.
+``window_s`` adds a fixed wait before each batch for those who prefer bigger batches
+over latency.
+
+Per-stream state (recurrent state, feature history) stays with the stream; the
+scheduler only borrows it for the call. A stream never has more than one block in the
+scheduler, so its state is never used by two calls at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import anyio
+import anyio.abc
+import numpy as np
+
+from ..audio import Float32
+from ..framer import FrameBlock
+from ..inference import FrameOutputs, InferencePlan, StreamState
+
+__all__ = ["BatchScheduler", "BatchStats"]
+
+
+@dataclass
+class BatchStats:
+    """Counters of a scheduler.
+
+    Attributes:
+        batches: inference rounds run (one thread hop each).
+        calls: :meth:`InferencePlan.run` calls (a round runs one per group).
+        blocks: stream blocks served.
+        frames: stream-frames served (a block of 3 frames of one stream counts 3).
+        largest: the most blocks one call stacked.
+    """
+
+    batches: int = 0
+    calls: int = 0
+    blocks: int = 0
+    frames: int = 0
+    largest: int = 0
+
+    @property
+    def mean_batch(self) -> float:
+        """Mean blocks per call."""
+        return self.blocks / self.calls if self.calls else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "batches": self.batches,
+            "calls": self.calls,
+            "blocks": self.blocks,
+            "frames": self.frames,
+            "largest": self.largest,
+            "mean_batch": round(self.mean_batch, 2),
+        }
+
+
+@dataclass(eq=False)
+class _Request:
+    plan: InferencePlan
+    samples: Float32  # (channels, n, 1024)
+    states: Sequence[StreamState]
+    done: anyio.Event = field(default_factory=anyio.Event)
+    outputs: FrameOutputs | None = None
+    error: BaseException | None = None
+
+    def key(self) -> tuple[int, ...]:
+        """Requests with equal keys can share a call: same runners, same frame count."""
+        ids = [id(r) for r in self.plan.runners]
+        return (*ids, id(self.plan.detector), int(self.samples.shape[1]))
+
+
+def _run_group(group: list[_Request]) -> None:
+    """Stack the group's streams, run once, hand each request its rows (worker thread)."""
+    plan = group[0].plan
+    frames = np.concatenate([r.samples for r in group]) if len(group) > 1 else group[0].samples
+    states = [st for r in group for st in r.states]
+    try:
+        out = plan.run(frames, states)
+    except Exception as exc:  # every stream of the call sees the failure
+        for r in group:
+            r.error = exc
+        return
+    lo = 0
+    for r in group:
+        hi = lo + r.samples.shape[0]
+        speech = None if out.speech is None else out.speech[lo:hi]
+        r.outputs = FrameOutputs({k: v[lo:hi] for k, v in out.probs.items()}, speech)
+        lo = hi
+
+
+class BatchScheduler:
+    """Runs the frame blocks of concurrent streams in shared inference calls.
+
+    Use it as an async context manager (it owns its worker tasks), then pass
+    :meth:`infer` as a stream's inference stage::
+
+        async with BatchScheduler() as scheduler:
+            pairs = scheduler.infer(gate(frames(chunks)), plan, states)
+
+    Args:
+        window_s: extra time to wait for more blocks before each batch (0: none).
+        max_batch: most blocks stacked in one call; a bigger group is split.
+        workers: batches that may run at once, each in its own worker thread.
+
+    Attributes:
+        stats: :class:`BatchStats` counters.
+    """
+
+    def __init__(self, *, window_s: float = 0.0, max_batch: int = 256, workers: int = 1) -> None:
+        if window_s < 0 or max_batch < 1 or workers < 1:
+            raise ValueError("window_s must be >= 0, max_batch and workers >= 1")
+        self._window = window_s
+        self._max_batch = max_batch
+        self._workers = workers
+        self._limiter = anyio.CapacityLimiter(workers)
+        self._pending: list[_Request] = []
+        self._wake = anyio.Event()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self.stats = BatchStats()
+
+    @property
+    def running(self) -> bool:
+        """Whether the scheduler is started (inside its ``async with``)."""
+        return self._tg is not None
+
+    @property
+    def pending(self) -> int:
+        """Blocks waiting for a batch."""
+        return len(self._pending)
+
+    async def __aenter__(self) -> BatchScheduler:
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        try:
+            await tg.start(self._dispatch)
+        except BaseException as exc:
+            await tg.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._tg = tg
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        tg, self._tg = self._tg, None
+        assert tg is not None
+        tg.cancel_scope.cancel()
+        try:
+            return await tg.__aexit__(exc_type, exc, tb)
+        finally:
+            pending, self._pending = self._pending, []
+            for req in pending:  # streams still waiting fail instead of hanging
+                req.error = RuntimeError("the batch scheduler stopped")
+                req.done.set()
+
+    async def run(self, plan: InferencePlan, samples: Float32, states: Sequence[StreamState]) -> FrameOutputs:
+        """Model outputs for one stream's block ``samples`` ``(channels, n, 1024)``.
+
+        Waits (asynchronously) for the batch that includes the block. Cancelling the
+        wait withdraws a block that has not started; one already running finishes in its
+        thread and its result is discarded.
+
+        Raises:
+            RuntimeError: the scheduler is not running.
+            ModelError, Exception: whatever the inference call raised.
+        """
+        if self._tg is None:
+            raise RuntimeError("the BatchScheduler is not running (use it with `async with`)")
+        req = _Request(plan, samples, states)
+        self._pending.append(req)
+        self._wake.set()
+        try:
+            await req.done.wait()
+        except BaseException:
+            if req in self._pending:
+                self._pending.remove(req)
+            raise
+        if req.error is not None:
+            raise req.error
+        assert req.outputs is not None
+        return req.outputs
+
+    async def infer(
+        self, blocks: AsyncIterable[FrameBlock], plan: InferencePlan, states: Sequence[StreamState]
+    ) -> AsyncGenerator[tuple[FrameBlock, FrameOutputs], None]:
+        """The batched counterpart of :func:`deeptone_async.inference.infer` (same contract).
+
+        Applies backpressure: the next block is not pulled until this one's outputs are
+        consumed.
+        """
+        async for block in blocks:
+            outputs = await self.run(plan, block.samples, states)
+            yield block, outputs
+
+    async def _dispatch(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        slots = anyio.Semaphore(self._workers)
+        async with anyio.create_task_group() as tg:
+            task_status.started()
+            while True:
+                await self._wake.wait()
+                await slots.acquire()
+                if self._window:
+                    await anyio.sleep(self._window)
+                batch, self._pending = self._pending, []
+                self._wake = anyio.Event()
+                if not batch:  # every waiting stream went away meanwhile
+                    slots.release()
+                    continue
+                tg.start_soon(self._run_batch, batch, slots)
+
+    async def _run_batch(self, batch: list[_Request], slots: anyio.Semaphore) -> None:
+        groups: dict[tuple[int, ...], list[_Request]] = {}
+        for req in batch:
+            groups.setdefault(req.key(), []).append(req)
+        calls = [g[lo : lo + self._max_batch] for g in groups.values() for lo in range(0, len(g), self._max_batch)]
+        try:
+            await anyio.to_thread.run_sync(_run_all, calls, limiter=self._limiter)
+        finally:
+            slots.release()
+            for req in batch:
+                if req.outputs is None and req.error is None:
+                    req.error = RuntimeError("the batch scheduler stopped before running this block")
+                req.done.set()
+        st = self.stats
+        st.batches += 1
+        st.calls += len(calls)
+        st.blocks += len(batch)
+        st.frames += sum(int(r.samples.shape[1]) for r in batch)
+        st.largest = max(st.largest, max(len(c) for c in calls))
+
+
+def _run_all(calls: list[list[_Request]]) -> None:
+    for group in calls:
+        _run_group(group)

@@ -1,0 +1,94 @@
+"""Server settings: limits, security and batching (plain data, no heavy imports)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+from dataclasses import dataclass
+
+from ..errors import ParameterError
+
+__all__ = ["API_KEY_HEADER", "ServerSettings"]
+
+#: Header that carries the API key (DeepTone cloud style).
+API_KEY_HEADER = "X-Api-Key"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How a server built by :func:`~deeptone_async.server.create_app` behaves.
+
+    Attributes:
+        api_key: when set, every ``/stream`` and ``/analyse`` request must carry it in
+            the ``X-Api-Key`` header (``/health`` stays open). ``None`` disables the check.
+        max_connections: most streams and file analyses served at once; one more is
+            refused (WebSocket: error message and close 1008; HTTP: 503).
+        max_message_bytes: largest binary WebSocket message accepted (close 1009 above).
+            256 KiB is 8 s of 16 kHz 16-bit audio.
+        max_stream_seconds: most wall-clock time a stream may stay connected (close
+            1008 after it); ``None`` for no limit.
+        idle_timeout_s: close a stream (1008) that sends nothing for this long; ``None``
+            for no limit. Time spent held back by backpressure does not count.
+        queue_messages: capacity of each connection's bounded queue between the
+            WebSocket receive loop and the pipeline. When it is full the receive loop
+            stops reading the socket, so a client sending faster than the server analyses
+            is slowed by TCP flow control. Per-connection audio memory is bounded by about
+            ``(queue_messages + 2) * max_message_bytes``.
+        max_upload_bytes: largest file ``POST /analyse`` accepts (413 above).
+        batching: run the frames of all streams through a shared
+            :class:`~deeptone_async.server.BatchScheduler` (one ONNX call for many
+            streams); ``False`` runs each stream's frames separately.
+        batch_window_ms: how long the scheduler waits for more streams before running a
+            batch. 0 (the default) runs whatever is waiting as soon as a worker is free:
+            batches then grow with load and add no latency when the server is idle.
+        max_batch: most stream blocks stacked in one inference call.
+        inference_workers: batches that may run at once (threads); 1 suits one core.
+    """
+
+    api_key: str | None = None
+    max_connections: int = 256
+    max_message_bytes: int = 256 * 1024
+    max_stream_seconds: float | None = 4 * 3600.0
+    idle_timeout_s: float | None = 30.0
+    queue_messages: int = 8
+    max_upload_bytes: int = 100 * 1024 * 1024
+    batching: bool = True
+    batch_window_ms: float = 0.0
+    max_batch: int = 256
+    inference_workers: int = 1
+
+    def __post_init__(self) -> None:
+        positive_ints = ("max_connections", "max_message_bytes", "queue_messages", "max_upload_bytes", "max_batch")
+        for name in (*positive_ints, "inference_workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ParameterError(f"{name} must be a positive int, got {value!r}")
+        for name in ("max_stream_seconds", "idle_timeout_s"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise ParameterError(f"{name} must be a positive number of seconds or None, got {value!r}")
+        if isinstance(self.batch_window_ms, bool) or not isinstance(self.batch_window_ms, (int, float)):
+            raise ParameterError(f"batch_window_ms must be a number, got {self.batch_window_ms!r}")
+        if not 0 <= self.batch_window_ms <= 1000:
+            raise ParameterError(f"batch_window_ms must lie in [0, 1000], got {self.batch_window_ms}")
+        if self.api_key is not None and not self.api_key:
+            raise ParameterError("api_key must be a non-empty string or None")
+
+    def replace(self, **changes: object) -> ServerSettings:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def authorised(self, presented: str | None) -> bool:
+        """Whether ``presented`` (the header's value) passes; constant-time comparison."""
+        if self.api_key is None:
+            return True
+        if presented is None:
+            return False
+        return hmac.compare_digest(presented.encode("utf-8"), self.api_key.encode("utf-8"))
+
+    def __repr__(self) -> str:  # keep the key out of logs
+        fields = ", ".join(
+            f"{f.name}={'***' if f.name == 'api_key' and self.api_key else getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+        )
+        return f"ServerSettings({fields})"

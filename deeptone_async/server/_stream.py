@@ -1,0 +1,283 @@
+"""One ``/stream`` WebSocket connection: receive loop, pipeline and result sender.
+
+Two tasks share a connection, in one task group:
+
+* the *receive loop* reads binary messages and puts them in a bounded queue; when the
+  queue is full it blocks, stops reading the socket, and TCP flow control slows the
+  client down (backpressure, not memory);
+* the *result sender* runs the pipeline over the queue and sends one JSON message per
+  output period; a client that does not read its results blocks the sender, which stops
+  the pipeline, which fills the queue, which stops the receive loop.
+
+Whatever ends the connection (the end of the audio, a disconnect, a protocol fault, a
+limit, a failure), the task group cancels the other task and the pipeline's generators
+are closed before the handler returns; the one close frame is sent after that.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+import starlette.websockets
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ..aggregator import Aggregator, aggregate
+from ..audio import AudioFormat
+from ..engine import Deeptone, check_output_period
+from ..errors import DeeptoneError, ModelError, ParameterError
+from ..framer import frames
+from ..gate import gate
+from ..sources.base import IterableSource
+from ._batching import BatchScheduler
+from ._protocol import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_NORMAL,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_UNSUPPORTED_DATA,
+    StreamParams,
+    error_message,
+    results_message,
+)
+from ._settings import API_KEY_HEADER, ServerSettings
+
+__all__ = ["ResultSource", "open_results", "serve_stream"]
+
+log = logging.getLogger("deeptone_async.server")
+
+#: Exceptions that mean the peer has gone: Starlette raises WebSocketDisconnect, or
+#: WebSocketDisconnected (a RuntimeError; plain RuntimeError before Starlette 1.0) for a
+#: send after the client's close; uvicorn raises an OSError subclass.
+_GONE: tuple[type[BaseException], ...] = (
+    WebSocketDisconnect,
+    getattr(starlette.websockets, "WebSocketDisconnected", RuntimeError),
+    OSError,
+)
+
+
+class ResultSource(Protocol):
+    """What :func:`open_results` returns: an async iterator of results with ``aclose``."""
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _BatchedResults:
+    """source chunks -> framer -> gate -> batched inference -> aggregator, closable."""
+
+    def __init__(
+        self,
+        engine: Deeptone,
+        chunks: AsyncGenerator[bytes, None],
+        params: StreamParams,
+        scheduler: BatchScheduler,
+    ) -> None:
+        period = check_output_period(params.output_period)
+        specs, plan = engine._plan(params.models)  # shared runners, state per stream
+        states = [plan.new_stream()]
+        framed = frames(chunks, AudioFormat(params.sample_rate))
+        gated = gate(framed, params.volume_threshold)
+        inferred = scheduler.infer(gated, plan, states)
+        aggregator = Aggregator(specs, period, 1, params.include_raw_values)
+        self._results = aggregate(inferred, aggregator)
+        self._gens: list[AsyncGenerator[Any, None]] = [chunks, framed, gated, inferred, self._results]
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self._results
+
+    async def aclose(self) -> None:
+        gens, self._gens = self._gens, []
+        with anyio.CancelScope(shield=True):
+            for gen in reversed(gens):
+                await gen.aclose()
+
+
+def open_results(
+    engine: Deeptone,
+    chunks: AsyncGenerator[bytes, None],
+    params: StreamParams,
+    scheduler: BatchScheduler | None,
+) -> ResultSource:
+    """The results of a stream of 16-bit PCM chunks, batched when ``scheduler`` runs.
+
+    Raises:
+        UnknownModelError, ParameterError: bad parameters (at the call).
+    """
+    if scheduler is not None and scheduler.running:
+        return _BatchedResults(engine, chunks, params, scheduler)
+    return engine.process_stream(
+        IterableSource(chunks, AudioFormat(params.sample_rate)),
+        params.models,
+        output_period=params.output_period,
+        include_raw_values=params.include_raw_values,
+        volume_threshold=params.volume_threshold,
+    )
+
+
+@dataclass
+class _Outcome:
+    """How a connection ended: the first fault recorded wins."""
+
+    code: int = CLOSE_NORMAL
+    error: str | None = None
+    gone: bool = False
+
+    def fail(self, code: int, error: str) -> None:
+        if self.error is None and not self.gone:
+            self.code, self.error = code, error
+
+
+async def _queue_chunks(receive: MemoryObjectReceiveStream[bytes]) -> AsyncGenerator[bytes, None]:
+    async with receive:
+        async for chunk in receive:
+            yield chunk
+
+
+async def _receive_loop(
+    ws: WebSocket,
+    queue: MemoryObjectSendStream[bytes],
+    settings: ServerSettings,
+    outcome: _Outcome,
+    scope: anyio.CancelScope,
+) -> None:
+    idle = settings.idle_timeout_s if settings.idle_timeout_s is not None else math.inf
+    async with queue:
+        while True:
+            with anyio.move_on_after(idle) as waited:
+                message = await ws.receive()
+            if waited.cancelled_caught:
+                outcome.fail(CLOSE_POLICY_VIOLATION, f"no audio received for {idle:g} s (idle timeout)")
+                break
+            if message["type"] == "websocket.disconnect":
+                outcome.gone = True
+                break
+            data = message.get("bytes")
+            if data is None:
+                outcome.fail(
+                    CLOSE_UNSUPPORTED_DATA,
+                    "expected binary frames of 16-bit little-endian PCM; got a text frame",
+                )
+                break
+            if len(data) > settings.max_message_bytes:
+                outcome.fail(
+                    CLOSE_MESSAGE_TOO_BIG,
+                    f"a message of {len(data)} bytes exceeds the limit of {settings.max_message_bytes} bytes",
+                )
+                break
+            if not data:  # an empty binary frame ends the audio: the pipeline flushes
+                return
+            await queue.send(data)  # blocks while the queue is full: backpressure
+    scope.cancel()
+
+
+async def _send_results(ws: WebSocket, results: ResultSource, outcome: _Outcome, scope: anyio.CancelScope) -> None:
+    try:
+        async for item in results:
+            await ws.send_text(results_message(item))
+    except _GONE:
+        outcome.gone = True
+    except DeeptoneError as exc:
+        log.warning("stream failed: %s", exc)
+        outcome.fail(CLOSE_INTERNAL_ERROR, f"analysis failed: {exc}")
+    except Exception:
+        log.exception("stream failed")
+        outcome.fail(CLOSE_INTERNAL_ERROR, "internal server error")
+    else:
+        return
+    finally:
+        await results.aclose()
+    scope.cancel()
+
+
+async def _close(ws: WebSocket, code: int, error: str | None) -> None:
+    try:
+        if error is not None:
+            await ws.send_text(error_message(error))
+        await ws.close(code)
+    except _GONE:
+        pass
+
+
+async def serve_stream(
+    ws: WebSocket,
+    engine: Deeptone,
+    settings: ServerSettings,
+    scheduler: BatchScheduler | None,
+    slots: ConnectionSlots,
+) -> None:
+    """Serve one ``/stream`` connection until the audio ends, the client goes or a fault.
+
+    Faults are reported to the client (error message + close code) and never raised.
+    """
+    await ws.accept()
+    if not settings.authorised(ws.headers.get(API_KEY_HEADER)):
+        await _close(ws, CLOSE_POLICY_VIOLATION, f"missing or wrong API key (send it in the {API_KEY_HEADER} header)")
+        return
+    try:
+        params = StreamParams.parse(ws.query_params)
+    except ParameterError as exc:
+        await _close(ws, CLOSE_POLICY_VIOLATION, str(exc))
+        return
+    if not slots.acquire():
+        await _close(ws, CLOSE_POLICY_VIOLATION, f"the server is at its limit of {settings.max_connections} connections")
+        return
+    try:
+        await _serve(ws, engine, settings, scheduler, params)
+    finally:
+        slots.release()
+
+
+async def _serve(
+    ws: WebSocket,
+    engine: Deeptone,
+    settings: ServerSettings,
+    scheduler: BatchScheduler | None,
+    params: StreamParams,
+) -> None:
+    send, receive = anyio.create_memory_object_stream[bytes](settings.queue_messages)
+    chunks = _queue_chunks(receive)
+    try:
+        results = open_results(engine, chunks, params, scheduler)
+    except (ParameterError, ModelError) as exc:  # UnknownModelError is a ModelError
+        send.close()
+        receive.close()
+        await chunks.aclose()
+        await _close(ws, CLOSE_POLICY_VIOLATION, str(exc))
+        return
+    outcome = _Outcome()
+    limit = settings.max_stream_seconds if settings.max_stream_seconds is not None else math.inf
+    with anyio.move_on_after(limit) as deadline:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_receive_loop, ws, send, settings, outcome, tg.cancel_scope)
+            tg.start_soon(_send_results, ws, results, outcome, tg.cancel_scope)
+    if deadline.cancelled_caught:
+        outcome.fail(CLOSE_POLICY_VIOLATION, f"the stream reached its limit of {limit:g} s")
+    if not outcome.gone:
+        await _close(ws, outcome.code, outcome.error)
+
+
+class ConnectionSlots:
+    """Counts active connections against ``max_connections`` (event-loop confined)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self.total = 0
+
+    def acquire(self) -> bool:
+        """Take a slot; ``False`` when all are taken."""
+        if self.active >= self.limit:
+            return False
+        self.active += 1
+        self.total += 1
+        return True
+
+    def release(self) -> None:
+        self.active -= 1

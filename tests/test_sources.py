@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import SR
+from deeptone_async import AudioFormat, Deeptone, SourceError
+from deeptone_async.sources import ArraySource, FileSource, IterableSource, TcpSource, as_source
+from deeptone_async.testing import check_source
+
+
+async def test_sources_follow_the_protocol(speech_wav: Path, speech: np.ndarray, tmp_path: Path) -> None:
+    raw = tmp_path / "speech.raw"
+    raw.write_bytes(speech.astype("<i2").tobytes())
+    for src in [
+        FileSource(speech_wav),
+        FileSource(raw),
+        ArraySource(speech),
+        IterableSource([speech.tobytes()]),
+        as_source(speech.tobytes()),
+    ]:
+        n = await check_source(src)
+        assert n == len(speech), type(src).__name__
+
+
+async def test_raw_pcm_file_equals_wav(engine: Deeptone, speech_wav: Path, speech: np.ndarray, tmp_path: Path) -> None:
+    raw = tmp_path / "speech.pcm"
+    raw.write_bytes(speech.astype("<i2").tobytes())
+    a = await engine.process_file(raw, ["vad"])
+    b = await engine.process_file(speech_wav, ["vad"])
+    assert a == b
+
+
+async def test_sync_generator_is_run_off_the_loop(engine: Deeptone, speech: np.ndarray) -> None:
+    import threading
+    import time
+
+    main = threading.get_ident()
+    threads = set()
+
+    def gen():
+        for i in range(0, len(speech), 4096):
+            threads.add(threading.get_ident())
+            time.sleep(0.001)  # a blocking read
+            yield speech[i : i + 4096].tobytes()
+
+    out = [r async for r in engine.process_stream(gen(), ["vad"])]
+    assert len(out) == -(-len(speech) // SR)
+    assert main not in threads
+
+
+async def test_tcp_client_source(engine: Deeptone, speech: np.ndarray) -> None:
+    data = speech.astype("<i2").tobytes()
+
+    async def serve(stream) -> None:
+        async with stream:
+            for i in range(0, len(data), 999):  # odd-sized sends
+                await stream.send(data[i : i + 999])
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        got = [r async for r in engine.process_stream(TcpSource("127.0.0.1", port), ["vad"])]
+        tg.cancel_scope.cancel()
+    ref = await engine.process_audio_bytes(speech, ["vad"])
+    assert got == ref["time_series"]
+
+
+async def test_tcp_server_source(engine: Deeptone, speech: np.ndarray) -> None:
+    data = speech.astype("<i2").tobytes()
+    src = TcpSource("127.0.0.1", 0, listen=True)
+    await src.open()
+    assert src.port > 0
+
+    async def client() -> None:
+        async with await anyio.connect_tcp("127.0.0.1", src.port) as s:
+            await s.send(data)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(client)
+        got = [r async for r in engine.process_stream(src, ["vad"])]
+    ref = await engine.process_audio_bytes(speech, ["vad"])
+    assert got == ref["time_series"]
+
+
+async def test_tcp_connection_refused_is_a_source_error(engine: Deeptone) -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()  # nothing listens there now
+    with pytest.raises(SourceError, match="cannot connect"):
+        async for _ in engine.process_stream(TcpSource("127.0.0.1", port), ["vad"]):
+            pass
+
+
+async def test_file_source_reports_progress(speech_wav: Path) -> None:
+    seen: list[tuple[int, int | None]] = []
+    src = FileSource(speech_wav, block_frames=8000, progress=lambda d, t: seen.append((d, t)))
+    fmt = await src.open()
+    assert fmt == AudioFormat(SR, 1, "float32")
+    async for _ in src:
+        pass
+    total = sf.info(str(speech_wav)).frames
+    assert seen[-1] == (total, total) and len(seen) == -(-total // 8000)
