@@ -23,7 +23,7 @@ from starlette.types import Message
 
 from ..engine import DEFAULT_VOLUME_THRESHOLD, Deeptone
 from ..errors import DecodeError, ModelError, ParameterError, UnknownModelError
-from ._protocol import parse_bool, parse_int, parse_models
+from ._protocol import parse_bool, parse_float, parse_int, parse_models
 
 __all__ = ["analyse_upload", "error_response"]
 
@@ -110,11 +110,7 @@ def _analysis_args(request: Request) -> dict[str, Any]:
     if unknown:
         raise ParameterError(f"unknown query parameter(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
     channel = q.get("channel")
-    threshold = q.get("volume_threshold")
-    try:
-        volume = float(threshold) if threshold is not None else DEFAULT_VOLUME_THRESHOLD
-    except ValueError:
-        raise ParameterError(f"volume_threshold must be a number, got {threshold!r}") from None
+    volume = parse_float("volume_threshold", q.get("volume_threshold"), DEFAULT_VOLUME_THRESHOLD)
     return {
         "models": parse_models(q.get("models")),
         "output_period": parse_int("output_period", q.get("output_period"), 1024),

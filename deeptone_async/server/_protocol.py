@@ -83,6 +83,20 @@ def parse_int(name: str, value: str | None, default: int) -> int:
         raise ParameterError(f"{name} must be an integer, got {value!r}") from None
 
 
+def parse_float(name: str, value: str | None, default: float) -> float:
+    """A number query parameter.
+
+    Raises:
+        ParameterError: not a number.
+    """
+    if value is None:
+        return default
+    try:
+        return float(value.strip())
+    except ValueError:
+        raise ParameterError(f"{name} must be a number, got {value!r}") from None
+
+
 def parse_models(value: str | None) -> list[str] | None:
     """``"vad,gender"`` -> ``["vad", "gender"]``; missing or empty -> ``None`` (every model)."""
     if value is None:
@@ -122,8 +136,9 @@ class StreamParams:
             )
         period = parse_int("output_period", query.get("output_period"), 1024)
         check_output_period(period)
-        raw_threshold = query.get("volume_threshold")
-        threshold = check_volume_threshold(raw_threshold) if raw_threshold is not None else DEFAULT_VOLUME_THRESHOLD
+        threshold = check_volume_threshold(
+            parse_float("volume_threshold", query.get("volume_threshold"), DEFAULT_VOLUME_THRESHOLD)
+        )
         rate = parse_int("sample_rate", query.get("sample_rate"), 16_000)
         if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
             raise ParameterError(f"sample_rate must lie in {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz, got {rate}")

@@ -1,0 +1,128 @@
+"""The ASGI app: ``/stream`` (WebSocket), ``/health`` and ``/analyse`` on Starlette."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from .._version import __version__
+from ..engine import Deeptone
+from ._batching import BatchScheduler
+from ._http import analyse_upload, error_response
+from ._settings import API_KEY_HEADER, ServerSettings
+from ._stream import ConnectionSlots, serve_stream
+
+__all__ = ["StreamServer", "create_app"]
+
+log = logging.getLogger("deeptone_async.server")
+
+
+class StreamServer:
+    """The resources behind the app: one engine, the batch scheduler, connection slots.
+
+    Every connection shares the engine's models (one ONNX session per model); each keeps
+    only its own stream state. :func:`create_app` builds one and stores it as
+    ``app.state.deeptone``.
+
+    Args:
+        engine: the engine to serve (a new :class:`~deeptone_async.Deeptone` when
+            ``None``; creating it blocks while the models load).
+        settings: limits, API key and batching.
+    """
+
+    def __init__(self, engine: Deeptone | None = None, settings: ServerSettings | None = None) -> None:
+        self.engine = engine if engine is not None else Deeptone()
+        self.settings = settings if settings is not None else ServerSettings()
+        self.slots = ConnectionSlots(self.settings.max_connections)
+        s = self.settings
+        self.scheduler = (
+            BatchScheduler(window_s=s.batch_window_ms / 1000, max_batch=s.max_batch, workers=s.inference_workers)
+            if s.batching
+            else None
+        )
+        self._warned = False
+
+    @asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """Runs the batch scheduler for the app's lifetime (the app's ASGI lifespan).
+
+        An app mounted inside another must have the parent run this, e.g.
+        ``Starlette(routes=[Mount("/dt", app)], lifespan=app.state.deeptone.lifespan)``;
+        without it streams still work, each running its own inference calls.
+        """
+        if self.scheduler is None:
+            yield
+            return
+        async with self.scheduler:
+            yield
+
+    async def stream(self, ws: WebSocket) -> None:
+        """``/stream``: DeepTone's cloud streaming protocol (see :mod:`._protocol`)."""
+        if self.scheduler is not None and not self.scheduler.running and not self._warned:
+            self._warned = True
+            log.warning(
+                "the batch scheduler is not running (the app's lifespan was not run); "
+                "streams run their own inference calls"
+            )
+        await serve_stream(ws, self.engine, self.settings, self.scheduler, self.slots)
+
+    async def health(self, request: Request) -> JSONResponse:
+        """``GET /health``: status, models, connections and batching counters (no key needed)."""
+        scheduler = self.scheduler
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": __version__,
+                "models": [spec.key for spec in self.engine.models],
+                "active_connections": self.slots.active,
+                "max_connections": self.slots.limit,
+                "total_connections": self.slots.total,
+                "batching": scheduler.stats.as_dict() if scheduler is not None and scheduler.running else None,
+            }
+        )
+
+    async def analyse(self, request: Request) -> JSONResponse:
+        """``POST /analyse``: the ``process_file`` JSON of an uploaded file."""
+        if not self.settings.authorised(request.headers.get(API_KEY_HEADER)):
+            return error_response(401, f"missing or wrong API key (send it in the {API_KEY_HEADER} header)")
+        if not self.slots.acquire():
+            return error_response(503, f"the server is at its limit of {self.slots.limit} connections")
+        try:
+            return await analyse_upload(request, self.engine, self.settings.max_upload_bytes)
+        finally:
+            self.slots.release()
+
+
+def create_app(engine: Deeptone | None = None, *, settings: ServerSettings | None = None) -> Starlette:
+    """The streaming server as an ASGI app, ready to run or to mount in another app.
+
+    Routes: ``GET /stream`` (WebSocket, DeepTone's cloud protocol), ``GET /health``,
+    ``POST /analyse`` (also ``/process_file``). Serve it with uvicorn
+    (:func:`~deeptone_async.server.serve`, ``deeptone-async serve``) or any ASGI server;
+    its lifespan runs the batch scheduler. ``app.state.deeptone`` is the
+    :class:`StreamServer`.
+
+    Args:
+        engine: the engine whose models are served (one is created when ``None``; that
+            blocks while the models load).
+        settings: limits, API key and batching (defaults: :class:`ServerSettings`).
+    """
+    server = StreamServer(engine, settings)
+    app = Starlette(
+        routes=[
+            WebSocketRoute("/stream", server.stream),
+            Route("/health", server.health, methods=["GET"]),
+            Route("/analyse", server.analyse, methods=["POST"]),
+            Route("/process_file", server.analyse, methods=["POST"]),
+        ],
+        lifespan=server.lifespan,
+    )
+    app.state.deeptone = server
+    return app

@@ -1,0 +1,154 @@
+"""Running the app with uvicorn: in the foreground (the CLI) or in a task (tests, bots)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import uvicorn
+
+from ..engine import Deeptone
+from ._app import StreamServer, create_app
+from ._settings import ServerSettings
+
+__all__ = ["RunningServer", "running_server", "serve", "uvicorn_config"]
+
+#: Seconds a stopping server waits for open connections before cancelling them.
+SHUTDOWN_TIMEOUT_S = 5
+
+
+def uvicorn_config(app: Any, *, host: str = "127.0.0.1", port: int = 8765, log_level: str = "warning") -> uvicorn.Config:
+    """A uvicorn configuration suited to the streaming server.
+
+    WebSocket frames over ``2 * max_message_bytes`` are refused by uvicorn itself (close
+    1009, no error message); smaller ones that still pass the limit get an error message
+    from the app. Compression is off: PCM barely compresses and deflate costs CPU.
+    """
+    server = getattr(getattr(app, "state", None), "deeptone", None)
+    settings = server.settings if isinstance(server, StreamServer) else ServerSettings()
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ws="websockets-sansio",
+        ws_max_size=2 * settings.max_message_bytes,
+        ws_per_message_deflate=False,
+        lifespan="on",
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_S,
+    )
+
+
+def serve(app: Any, *, host: str = "127.0.0.1", port: int = 8765, log_level: str = "info") -> None:
+    """Run ``app`` with uvicorn until SIGINT/SIGTERM. Blocks the calling thread."""
+    uvicorn.Server(uvicorn_config(app, host=host, port=port, log_level=log_level)).run()
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A server started by :func:`running_server`.
+
+    Attributes:
+        host: the bound address.
+        port: the bound port (the one picked when 0 was asked for).
+        app: the ASGI app being served.
+    """
+
+    host: str
+    port: int
+    app: Any
+
+    @property
+    def url(self) -> str:
+        """``http://host:port``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://host:port/stream``."""
+        return f"ws://{self.host}:{self.port}/stream"
+
+    @property
+    def deeptone(self) -> StreamServer | None:
+        """The app's :class:`StreamServer` (for counters in tests)."""
+        server = getattr(getattr(self.app, "state", None), "deeptone", None)
+        return server if isinstance(server, StreamServer) else None
+
+
+@asynccontextmanager
+async def running_server(
+    app: Any = None,
+    *,
+    engine: Deeptone | None = None,
+    settings: ServerSettings | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log_level: str = "warning",
+) -> AsyncIterator[RunningServer]:
+    """Serve an app with uvicorn in a task of the current event loop, for the block's duration.
+
+    ``port=0`` binds a free port (see :attr:`RunningServer.port`). On exit the server
+    shuts down gracefully: open WebSockets are closed with 1012, then the app's lifespan
+    ends. Useful for tests and for bots that embed the server.
+
+    Args:
+        app: the ASGI app; ``create_app(engine, settings=settings)`` when ``None``.
+
+    Raises:
+        OSError: the address cannot be bound.
+        TimeoutError: the server did not start within 30 s.
+    """
+    if app is None:
+        app = create_app(engine, settings=settings)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(256)
+        sock.setblocking(False)
+        bound = int(sock.getsockname()[1])
+        config = uvicorn_config(app, host=host, port=bound, log_level=log_level)
+        server = uvicorn.Server(config)
+        stopped = anyio.Event()
+
+        async def run() -> None:
+            try:
+                await server.serve([sock])
+            finally:
+                stopped.set()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run)
+                with anyio.fail_after(30):
+                    while not server.started and not stopped.is_set():
+                        await anyio.sleep(0.005)
+                try:
+                    yield RunningServer(host, bound, app)
+                finally:
+                    server.should_exit = True  # graceful: close streams (1012), end the lifespan
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_TIMEOUT_S + 5):
+                        await stopped.wait()
+        except BaseException as exc:  # the body's own exception, not a one-item group of it
+            inner = _only_exception(exc)
+            if inner is exc:
+                raise
+            raise inner from inner.__cause__
+    finally:
+        sock.close()
+
+
+def _only_exception(exc: BaseException) -> BaseException:
+    """The single exception inside (nested) one-item exception groups, else ``exc``."""
+    while type(exc).__name__.endswith("ExceptionGroup"):
+        inner: tuple[BaseException, ...] = tuple(getattr(exc, "exceptions", ()))
+        if len(inner) != 1:
+            break
+        exc = inner[0]
+    return exc
