@@ -1,0 +1,209 @@
+"""Engine benchmarks; results are recorded in benchmarks/RESULTS.md.
+
+    python benchmarks/bench_engine.py rtf        [--models vad] [--minutes 10] [--repeats 5]
+    python benchmarks/bench_engine.py streams    [--counts 25,50,75,100] [--seconds 20]
+    python benchmarks/bench_engine.py startup    [--repeats 7]
+    python benchmarks/bench_engine.py memory     [--minutes 60]
+    python benchmarks/bench_engine.py all
+
+Every measurement runs pinned to one CPU core with one ONNX Runtime thread per model and
+prints a markdown row. The audio is the bundled demo sample (generated speech, notes and
+noise) tiled to the wanted length, so nothing outside the repository is needed. These
+machines are shared: quote medians, and compare ratios rather than absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+import numpy as np
+import soundfile as sf
+
+SR = 16_000
+
+
+def pin_one_core() -> None:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+
+def sample_audio(seconds: float) -> np.ndarray:
+    from deeptone_async.cli import sample_path
+
+    base, rate = sf.read(str(sample_path()), dtype="float32")
+    assert rate == SR
+    reps = int(np.ceil(seconds * SR / len(base)))
+    return np.tile(base, reps)[: int(seconds * SR)]
+
+
+def write_long_file(seconds: float, folder: Path) -> Path:
+    path = folder / f"long_{int(seconds)}s.wav"
+    audio = sample_audio(min(seconds, 600))
+    with sf.SoundFile(str(path), "w", SR, 1, subtype="PCM_16") as f:
+        written = 0
+        while written < seconds * SR:
+            n = min(len(audio), int(seconds * SR) - written)
+            f.write(audio[:n])
+            written += n
+    return path
+
+
+def bench_rtf(models: list[str], minutes: float, repeats: int) -> None:
+    from deeptone_async import Deeptone
+
+    pin_one_core()
+    engine = Deeptone(max_inference_threads=1)
+    with tempfile.TemporaryDirectory() as d:
+        path = write_long_file(minutes * 60, Path(d))
+        times, bare = [], []
+        audio = sf.read(str(path), dtype="float32")[0]
+        for _ in range(repeats):
+            t = time.perf_counter()
+            anyio.run(lambda: engine.process_file(path, models))
+            times.append(time.perf_counter() - t)
+            if models == ["vad"]:
+                bare.append(_bare_silero(audio))
+    med = statistics.median(times)
+    row = (f"| process_file real-time factor, {'+'.join(models)}, {minutes:g} min file, 1 core | "
+           f"{minutes * 60 / med:.0f}x (median of {repeats}; {med:.2f} s per run)")
+    if bare:
+        b = statistics.median(bare)
+        row += f"; bare Silero ORT loop on the same audio: {minutes * 60 / b:.0f}x, engine/bare time {med / b:.2f}"
+    print(row + " |")
+
+
+def _bare_silero(audio: np.ndarray) -> float:
+    """Seconds for the bare Silero ONNX calls over ``audio`` (no decoding, no pipeline): the floor."""
+    from deeptone_async.inference import load_session
+    from deeptone_async.registry import silero_spec
+
+    session = load_session(silero_spec().onnx)
+    state = np.zeros((2, 1, 128), np.float32)
+    window = np.zeros((1, 576), np.float32)
+    sr = np.array(SR, np.int64)
+    t = time.perf_counter()
+    for pos in range(0, len(audio) - 512, 512):
+        window[0, 64:] = audio[pos : pos + 512]
+        _, state = session.run(None, {"input": window, "state": state, "sr": sr})
+        window[0, :64] = window[0, -64:]
+    return time.perf_counter() - t
+
+
+async def _streams(n: int, seconds: float, models: list[str]) -> tuple[float, float, int]:
+    from deeptone_async import Deeptone
+
+    engine = Deeptone(max_inference_threads=1)
+    audio = (sample_audio(seconds) * 32767).astype(np.int16)
+    chunk = 1024  # 64 ms, as a microphone delivers it
+    lags: list[float] = []
+    results = 0
+
+    async def realtime(offset: int):
+        start = time.monotonic()
+        for i, pos in enumerate(range(0, len(audio), chunk)):
+            # each stream starts at a different phase of the chunk clock
+            delay = start + (i * chunk + offset) / SR - time.monotonic()
+            if delay > 0:
+                await anyio.sleep(delay)
+            yield audio[pos : pos + chunk].tobytes()
+
+    async def one(k: int) -> None:
+        nonlocal results
+        stream = engine.process_stream(realtime(k * chunk // n), models, output_period=1024)
+        async for _ in stream:
+            results += 1
+        lags.append(stream.stats.lag_ms)
+
+    async with anyio.create_task_group() as tg:
+        for k in range(n):
+            tg.start_soon(one, k)
+    return statistics.median(lags), max(lags), results
+
+
+def bench_streams(counts: list[int], seconds: float, models: list[str]) -> None:
+    pin_one_core()
+    for n in counts:
+        med, worst, results = anyio.run(_streams, n, seconds, models)
+        ok = "keeps up" if worst < 500 else "falls behind"
+        print(f"| {n} concurrent real-time streams, {'+'.join(models)}, 1 core, {seconds:g} s | "
+              f"final lag median {med:.0f} ms, max {worst:.0f} ms; {results} results: {ok} |")
+
+
+STARTUP = """
+import time, os
+os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+import deeptone_async
+t = time.perf_counter()
+deeptone_async.Deeptone()
+print(time.perf_counter() - t)
+"""
+
+
+def bench_startup(repeats: int) -> None:
+    times = []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-c", STARTUP], capture_output=True, text=True, check=True)
+        times.append(float(out.stdout.strip()))
+    print(f"| engine construction (all bundled models loaded), fresh process | "
+          f"median {statistics.median(times) * 1000:.0f} ms of {repeats} (max {max(times) * 1000:.0f} ms) |")
+
+
+MEMORY = """
+import os, resource, sys, anyio
+os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+from deeptone_async import Deeptone
+engine = Deeptone(max_inference_threads=1)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = anyio.run(lambda: engine.process_file(sys.argv[1], sys.argv[2].split(","), use_chunking=True,
+                                             include_summary=True, include_transitions=True))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(before / 1024, after / 1024, len(out["time_series"]))
+"""
+
+
+def bench_memory(minutes: float, models: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = write_long_file(minutes * 60, Path(d))
+        size = path.stat().st_size / 2**20
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", MEMORY, str(path), ",".join(models)],
+                             capture_output=True, text=True, check=True)
+        took = time.perf_counter() - t
+    before, after, n = out.stdout.split()
+    print(f"| peak memory (max RSS), process_file use_chunking, {minutes:g} min file ({size:.0f} MB WAV), "
+          f"{'+'.join(models)} | {float(after):.0f} MB (after engine construction: {float(before):.0f} MB; "
+          f"{n} results in {took:.0f} s) |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["rtf", "streams", "startup", "memory", "all"])
+    p.add_argument("--models", default="vad")
+    p.add_argument("--minutes", type=float, default=None)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--counts", default="25,50,75,100")
+    p.add_argument("--seconds", type=float, default=20.0)
+    args = p.parse_args()
+    models = args.models.split(",")
+    print(f"<!-- {sys.executable} {' '.join(sys.argv)}; {os.cpu_count()} CPUs visible; resource {resource.getpagesize()} -->")
+    if args.what in ("startup", "all"):
+        bench_startup(max(args.repeats, 5))
+    if args.what in ("rtf", "all"):
+        bench_rtf(models, args.minutes or 10, args.repeats)
+    if args.what in ("streams", "all"):
+        bench_streams([int(c) for c in args.counts.split(",")], args.seconds, models)
+    if args.what in ("memory", "all"):
+        bench_memory(args.minutes or 60, models)
+
+
+if __name__ == "__main__":
+    main()
