@@ -140,8 +140,8 @@ class Sampler:
         if kind == "speech":
             act = active_frames(fdb, clip.ref_db)
             bg_cls = None
-            if cfg.augment and rng.random() < cfg.p_bg:
-                bg_is_music = rng.random() < 0.4
+            if cfg.augment and (self.music or self.noise) and rng.random() < cfg.p_bg:
+                bg_is_music = (rng.random() < 0.4 and bool(self.music)) or not self.noise
                 bg = self._pick(self.music if bg_is_music else self.noise)
                 bgx = _loop_crop(bg, len(x) - x_pre, rng)
                 snr = rng.uniform(*cfg.snr)
@@ -162,7 +162,7 @@ class Sampler:
         else:
             y[:] = 1 if kind == "music" else 2
             y[fdb < GATE_DB] = IGNORE
-            if cfg.augment and kind == "music" and rng.random() < 0.3:
+            if cfg.augment and kind == "music" and self.noise and rng.random() < 0.3:
                 x[x_pre:] = A.mix_at_snr(x[x_pre:], _loop_crop(self._pick(self.noise), len(x) - x_pre, rng),
                                          rng.uniform(10, 30))
         y[:pre] = IGNORE

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from .data import ALL_CORPORA, REPO, SPEECH_CORPORA, load_corpora, split
+from .data import ALL_CORPORA, CACHE, REPO, SPEECH_CORPORA, load_corpora, split
 from .export import check_folder, check_streaming, check_torch_vs_ort, export_onnx
 from .nets import CausalTCN, n_params
 from .sampler import GENDERS, IGNORE, SMO, Sampler, TaskCfg
@@ -83,6 +83,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="model folder (default: the bundled one)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue from training/cache/<model>.pt (saved by the previous run)")
     a = ap.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(a.seed)
@@ -100,6 +102,10 @@ def main() -> None:
     flat = f0.reshape(-1, f0.shape[-1])
     mean, std = flat.mean(0), flat.std(0) + 1e-3
     model = CausalTCN(len(m["labels"]), m["channels"], m["blocks"], mean, std)
+    ckpt = CACHE / f"{a.model}.pt"
+    if a.resume:
+        model.load_state_dict(torch.load(ckpt))  # includes the feature mean/std buffers
+        print(f"resumed from {ckpt}", flush=True)
     assert model.context_frames == cfg.context_frames
     print(f"params {n_params(model)}  context_frames {model.context_frames}", flush=True)
 
@@ -119,7 +125,7 @@ def main() -> None:
         frac = (time.time() - t0) / budget
         if frac >= 1:
             break
-        lr = a.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + np.cos(np.pi * frac))
+        lr = a.lr * min(1.0, (step + 1) / (20 if a.resume else 100)) * 0.5 * (1 + np.cos(np.pi * frac))
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
@@ -153,6 +159,8 @@ def main() -> None:
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), ckpt)
     print(f"trained {step} steps in {time.time() - t0:.0f}s; best val bal.acc {best[0]:.4f}", flush=True)
 
     folder = a.out or REPO / "deeptone_async" / "models" / a.model

@@ -1,0 +1,164 @@
+"""Write ``card.md`` for a model from its ``spec.json``, ``train_info.json`` and ``eval.json``.
+
+    python -m training.cards --model speech
+
+Every number in a card is read from those files (written by :mod:`training.train` and
+:mod:`training.evaluate`), so a card cannot quote a figure the scripts did not produce.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+
+from .data import data_root, read_manifest
+from .evaluate import MODELS_DIR
+
+TARGET_SMO = {"accuracy": 0.95, "macro_f1": 0.93}
+TARGET_GENDER = {"clips": 0.97, "segments_1s": 0.95}
+
+LICENCE_NOTE = {
+    "librispeech": "CC BY 4.0 (attribution)",
+    "commonvoice": "CC0 1.0 (public domain dedication)",
+    "vctk": "ODC-By 1.0 (attribution)",
+    "ravdess": "CC BY-NC-SA 4.0 (**non-commercial**, share-alike)",
+    "emodb": "EmoDB: free for **research use**, no explicit licence",
+    "music": "per clip: GPL-3.0, CC0, CC BY, CC BY-SA, **CC BY-NC**, public domain",
+    "noise": "per clip: UrbanSound8K **CC BY-NC 3.0**, MUSAN public domain / CC BY 3.0, donateacry ODbL + DbCL",
+}
+
+
+def licence_table(corpora: list[str], gender_only: bool) -> str:
+    lines = ["| corpus | licence | train clips used (by clip licence) |", "|---|---|---|"]
+    for c in corpora:
+        try:
+            rows = [r for r in read_manifest(data_root() / c / "manifest.csv") if r["split"] == "train"]
+        except OSError:
+            continue
+        if gender_only and c not in ("music", "noise"):
+            rows = [r for r in rows if r.get("gender") in ("male", "female")]
+        cnt = Counter(r["license"] for r in rows)
+        detail = "; ".join(f"{k}: {v}" for k, v in cnt.most_common())
+        use = " (mixing only)" if gender_only and c in ("music", "noise") else ""
+        lines.append(f"| {c}{use} | {LICENCE_NOTE.get(c, '')} | {len(rows)} ({detail}) |")
+    return "\n".join(lines)
+
+
+def yes(ok: bool) -> str:
+    return "met" if ok else "**MISSED**"
+
+
+def smo_metrics(ev: dict) -> tuple[str, list[str]]:
+    lines = ["| condition | frames | accuracy (target >= 0.95) | macro F1 (target >= 0.93) | recall speech / music / other |",
+             "|---|---|---|---|---|"]
+    missed = []
+    for cond, r in ev["conditions"].items():
+        ok_a, ok_f = r["accuracy"] >= TARGET_SMO["accuracy"], r["macro_f1"] >= TARGET_SMO["macro_f1"]
+        if not ok_a:
+            missed.append(f"{cond} frame accuracy {r['accuracy']:.4f} < 0.95")
+        if not ok_f:
+            missed.append(f"{cond} macro F1 {r['macro_f1']:.4f} < 0.93")
+        rec = r["recall"]
+        rs = " / ".join(f"{rec[k]:.3f}" if k in rec else "-" for k in ("speech", "music", "other"))
+        lines.append(f"| {cond} | {r['n']} | {r['accuracy']:.4f} ({yes(ok_a)}) | {r['macro_f1']:.4f} ({yes(ok_f)}) | {rs} |")
+    return "\n".join(lines), missed
+
+
+def auc_table(ev: dict) -> str:
+    names = list(next(iter(ev["conditions"].values()))["speech_roc_auc"])
+    lines = ["| condition | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for cond, r in ev["conditions"].items():
+        lines.append(f"| {cond} | " + " | ".join(f"{r['speech_roc_auc'][n]:.4f}" for n in names) + " |")
+    return "\n".join(lines)
+
+
+def gender_metrics(ev: dict) -> tuple[str, list[str]]:
+    missed = []
+    lines = ["| unit | n | accuracy | male acc. | female acc. | balanced acc. | target |", "|---|---|---|---|---|---|---|"]
+    for sec, tgt in (("clips", 0.97), ("segments_1s", 0.95), ("frames_64ms", None)):
+        d = ev[sec]
+        t = "-" if tgt is None else f">= {tgt} ({yes(d['accuracy'] >= tgt)})"
+        if tgt is not None and d["accuracy"] < tgt:
+            missed.append(f"{sec} accuracy {d['accuracy']:.4f} < {tgt}")
+        lines.append(f"| {sec} | {d['n']} | {d['accuracy']:.4f} | {d['male_accuracy']:.4f} | {d['female_accuracy']:.4f} "
+                     f"| {d['balanced_accuracy']:.4f} | {t} |")
+    return "\n".join(lines), missed
+
+
+def breakdown(ev: dict, sec: str, min_n: int = 0) -> str:
+    lines = ["| group | n | accuracy | male n / acc. | female n / acc. | balanced acc. |", "|---|---|---|---|---|---|"]
+
+    def f(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    for k, d in ev[sec].items():
+        if d["n"] < min_n:
+            continue
+        lines.append(f"| {k} | {d['n']} | {d['accuracy']:.3f} | {d['male_n']} / {f(d['male_accuracy'])} | "
+                     f"{d['female_n']} / {f(d['female_accuracy'])} | {d['balanced_accuracy']:.3f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True, choices=["speech", "speech_rt", "gender"])
+    a = ap.parse_args()
+    folder = MODELS_DIR / a.model
+    spec = json.loads((folder / "spec.json").read_text())
+    info = json.loads((folder / "train_info.json").read_text())
+    ev = json.loads((folder / "eval.json").read_text())
+    tpl = (folder / "card_template.md").read_text()
+    subs = {
+        "params": f"{info['params']:,}",
+        "bytes": f"{info['onnx_bytes']:,}",
+        "us": f"{info['us_per_frame_1thread_chunk64']:.1f}",
+        "xrt": f"{info['x_realtime']:,.0f}",
+        "steps": str(info["train_steps"]),
+        "train_min": f"{info['train_seconds'] / 60:.1f}",
+        "stream_diff": f"{info['streaming_max_abs_diff']:.1e}",
+        "ort_diff": f"{info['torch_vs_ort_max_abs_diff']:.1e}",
+        "ctx": str(spec["context_frames"]),
+        "rf": str(spec["receptive_field_ms"]),
+        "threshold": str(spec.get("unknown_threshold")),
+        "eval_command": ev["command"],
+        "licences": licence_table(info["corpora"], a.model == "gender"),
+    }
+    missed: list[str] = []
+    if a.model == "gender":
+        subs["metrics"], missed = gender_metrics(ev)
+        subs["by_corpus"] = breakdown(ev, "clips_by_corpus")
+        subs["seg_by_corpus"] = breakdown(ev, "segments_1s_by_corpus")
+        subs["by_language"] = breakdown(ev, "clips_by_language")
+        u = ev.get("unknown_threshold") or {}
+        subs["unknown"] = (f"with threshold {u.get('threshold')}: {u.get('frames_coverage', float('nan')):.1%} of "
+                           f"validation speech frames are above it, and {u.get('frames_accuracy_when_known', float('nan')):.2%} "
+                           "of those are right") if u else "no threshold set"
+    else:
+        subs["metrics"], missed = smo_metrics(ev)
+        subs["auc"] = auc_table(ev)
+        subs["per_corpus"] = "\n".join(
+            f"- {c}: " + ", ".join(f"{k} {v:.3f}" for k, v in r["per_corpus_accuracy"].items())
+            for c, r in ev["conditions"].items())
+    subs["missed"] = ("Missed targets (measured numbers above): " + "; ".join(missed) + ".") if missed else \
+        "All targets in the brief are met on this validation split."
+    if a.model == "speech_rt":
+        rows = []
+        for cond, r in ev["conditions"].items():
+            auc = r["speech_roc_auc"]
+            if "silero_vad_v5" in auc:
+                rows.append((cond, auc["speech_rt"], auc["silero_vad_v5"]))
+        wins = sum(rt > si for _, rt, si in rows)
+        better = "SpeechRT" if wins > len(rows) / 2 else "Silero VAD v5"
+        subs["VERDICT_TEXT"] = (f"**Verdict: {better} is the better low-latency speech detector on this validation audio** "
+                                f"(SpeechRT has the higher ROC-AUC in {wins} of {len(rows)} conditions: "
+                                + "; ".join(f"{c} {rt:.4f} vs {si:.4f}" for c, rt, si in rows) + ").")
+    text = tpl.replace("VERDICT", "{{VERDICT_TEXT}}")
+    for k, v in subs.items():
+        text = text.replace("{{" + k + "}}", v)
+    (folder / "card.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
