@@ -327,3 +327,35 @@ async def test_stream_reports_lag_when_behind_real_time(engine: Deeptone, speech
     assert stream.stats.results == len(lags) == 8
     assert lags[-1] > lags[0] + 500
     assert stream.stats.audio_ms == pytest.approx(2048, abs=1)
+
+
+async def test_no_worker_thread_is_left_busy(engine: Deeptone, speech: np.ndarray) -> None:
+    import threading
+
+    async def endless():
+        while True:
+            yield speech
+
+    for _ in range(3):
+        async with engine.process_stream(endless(), ["vad"]) as stream:
+            async for _ in stream:
+                break
+    # anyio keeps idle workers for reuse; none may still be running our work
+    await asyncio.sleep(0.1)
+    frames = {t.ident: t for t in threading.enumerate()}
+    import sys
+
+    busy = [
+        name
+        for ident, stack in sys._current_frames().items()
+        if ident in frames and ident != threading.get_ident()
+        for name in [frames[ident].name]
+        if "deeptone_async" in "".join(str(f.f_code.co_filename) for f in _walk(stack))
+    ]
+    assert busy == []
+
+
+def _walk(frame):
+    while frame is not None:
+        yield frame
+        frame = frame.f_back

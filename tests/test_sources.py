@@ -106,3 +106,23 @@ async def test_file_source_reports_progress(speech_wav: Path) -> None:
         pass
     total = sf.info(str(speech_wav)).frames
     assert seen[-1] == (total, total) and len(seen) == -(-total // 8000)
+
+
+async def test_missing_sounddevice_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from deeptone_async.sources import MicrophoneSource
+
+    real_import = builtins.__import__
+
+    def fake_import(name: str, *args, **kwargs):
+        if name == "sounddevice":
+            raise ImportError("No module named 'sounddevice'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.setattr("importlib.import_module", lambda name: fake_import(name))
+    monkeypatch.delitem(__import__("sys").modules, "sounddevice", raising=False)
+    with pytest.raises(ImportError, match=r"deeptone-async\[mic\]"):
+        async for _ in MicrophoneSource():
+            pass

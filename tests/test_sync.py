@@ -65,3 +65,9 @@ def test_deeptone_stream_example_runs(speech_wav: Path) -> None:
 def test_deeptone_bytes_example_runs(speech_wav: Path) -> None:
     out = _run_example("audio_bytes_processing.py", speech_wav)
     assert "Time series:" in out and "Transitions:" in out and "Summary: speech:" in out
+
+
+def test_analyse_file_example_runs() -> None:
+    proc = subprocess.run([sys.executable, str(REPO / "examples" / "analyse_file.py")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "vad: speech" in proc.stdout and "channel 0: {'speech_fraction'" in proc.stdout
