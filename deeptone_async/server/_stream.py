@@ -47,7 +47,7 @@ from ._protocol import (
 )
 from ._settings import API_KEY_HEADER, ServerSettings
 
-__all__ = ["ResultSource", "open_results", "serve_stream"]
+__all__ = ["ConnectionSlots", "ResultSource", "StreamInfo", "open_results", "serve_stream"]
 
 log = logging.getLogger("deeptone_async.server")
 
@@ -134,9 +134,10 @@ class _Outcome:
             self.code, self.error = code, error
 
 
-async def _queue_chunks(receive: MemoryObjectReceiveStream[bytes]) -> AsyncGenerator[bytes, None]:
+async def _queue_chunks(receive: MemoryObjectReceiveStream[bytes], info: StreamInfo) -> AsyncGenerator[bytes, None]:
     async with receive:
         async for chunk in receive:
+            info.consumed += len(chunk)
             yield chunk
 
 
@@ -146,7 +147,11 @@ async def _receive_loop(
     settings: ServerSettings,
     outcome: _Outcome,
     scope: anyio.CancelScope,
+    info: StreamInfo,
 ) -> None:
+    """Socket -> bounded queue. Ends the queue at the end of the audio; on a fault or a
+    disconnect it cancels the connection *before* ending the queue, so the pipeline does
+    not flush into a connection that is closing."""
     idle = settings.idle_timeout_s if settings.idle_timeout_s is not None else math.inf
     async with queue:
         while True:
@@ -173,14 +178,21 @@ async def _receive_loop(
                 break
             if not data:  # an empty binary frame ends the audio: the pipeline flushes
                 return
-            await queue.send(data)  # blocks while the queue is full: backpressure
-    scope.cancel()
+            info.received += len(data)
+            try:
+                await queue.send(data)  # blocks while the queue is full: backpressure
+            except anyio.BrokenResourceError:  # the pipeline has stopped; it reports why
+                return
+        scope.cancel()
 
 
-async def _send_results(ws: WebSocket, results: ResultSource, outcome: _Outcome, scope: anyio.CancelScope) -> None:
+async def _send_results(
+    ws: WebSocket, results: ResultSource, outcome: _Outcome, scope: anyio.CancelScope, info: StreamInfo
+) -> None:
     try:
         async for item in results:
             await ws.send_text(results_message(item))
+            info.results += 1
     except _GONE:
         outcome.gone = True
     except DeeptoneError as exc:
@@ -228,9 +240,12 @@ async def serve_stream(
     if not slots.acquire():
         await _close(ws, CLOSE_POLICY_VIOLATION, f"the server is at its limit of {settings.max_connections} connections")
         return
+    info = StreamInfo()
+    slots.streams.add(info)
     try:
-        await _serve(ws, engine, settings, scheduler, params)
+        await _serve(ws, engine, settings, scheduler, params, info)
     finally:
+        slots.streams.discard(info)
         slots.release()
 
 
@@ -240,9 +255,10 @@ async def _serve(
     settings: ServerSettings,
     scheduler: BatchScheduler | None,
     params: StreamParams,
+    info: StreamInfo,
 ) -> None:
     send, receive = anyio.create_memory_object_stream[bytes](settings.queue_messages)
-    chunks = _queue_chunks(receive)
+    chunks = _queue_chunks(receive, info)
     try:
         results = open_results(engine, chunks, params, scheduler)
     except (ParameterError, ModelError) as exc:  # UnknownModelError is a ModelError
@@ -255,21 +271,42 @@ async def _serve(
     limit = settings.max_stream_seconds if settings.max_stream_seconds is not None else math.inf
     with anyio.move_on_after(limit) as deadline:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_receive_loop, ws, send, settings, outcome, tg.cancel_scope)
-            tg.start_soon(_send_results, ws, results, outcome, tg.cancel_scope)
+            tg.start_soon(_receive_loop, ws, send, settings, outcome, tg.cancel_scope, info)
+            tg.start_soon(_send_results, ws, results, outcome, tg.cancel_scope, info)
     if deadline.cancelled_caught:
         outcome.fail(CLOSE_POLICY_VIOLATION, f"the stream reached its limit of {limit:g} s")
     if not outcome.gone:
         await _close(ws, outcome.code, outcome.error)
 
 
+@dataclass(eq=False)
+class StreamInfo:
+    """Counters of one open stream (for ``/health`` and tests).
+
+    Attributes:
+        received: audio bytes taken off the socket.
+        consumed: audio bytes the pipeline has taken from the queue; ``received -
+            consumed`` is what the bounded queue holds.
+        results: result messages sent.
+    """
+
+    received: int = 0
+    consumed: int = 0
+    results: int = 0
+
+
 class ConnectionSlots:
-    """Counts active connections against ``max_connections`` (event-loop confined)."""
+    """Counts active connections against ``max_connections`` (event-loop confined).
+
+    Attributes:
+        streams: the open ``/stream`` connections' counters.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.active = 0
         self.total = 0
+        self.streams: set[StreamInfo] = set()
 
     def acquire(self) -> bool:
         """Take a slot; ``False`` when all are taken."""
