@@ -6,6 +6,8 @@ import argparse
 import ipaddress
 import logging
 import os
+import signal
+from types import FrameType
 
 from ._settings import ServerSettings
 
@@ -112,5 +114,21 @@ def run(args: argparse.Namespace) -> int:
 
     app = create_app(Deeptone(), settings=settings)
     print(f"deeptone-async: serving ws://{args.host}:{args.port}/stream (Ctrl-C stops)", flush=True)
-    serve(app, host=args.host, port=args.port, log_level=args.log_level)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again; a
+    # graceful stop is a success here, so both end in exit status 0.
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        serve(app, host=args.host, port=args.port, log_level=args.log_level)
+    except (KeyboardInterrupt, _Stopped):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived (after uvicorn's graceful shutdown)."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stopped
