@@ -10,7 +10,7 @@ Each frame gives :data:`SUBFRAMES` = 4 feature rows, one per 16 ms hop. Row ``k`
 ``i * 1024 + (k + 1) * 256``: it uses only audio up to the end of its own hop, never future
 audio, which is what lets stream results equal file results.
 
-Everything here is synchronous, pure numpy and cheap (about 20 us per frame).
+Everything here is synchronous, pure numpy/scipy and cheap (a few microseconds per frame).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
+import scipy.fft
 
 __all__ = [
     "FRAME_SAMPLES",
@@ -85,6 +86,40 @@ def _window() -> FloatArray:
     return np.hanning(N_FFT + 1)[:-1].astype(np.float32)
 
 
+_Half = tuple[int, int, npt.NDArray[np.intp], npt.NDArray[np.intp], FloatArray]
+
+
+@lru_cache(maxsize=1)
+def _mel_halves() -> tuple[_Half, _Half]:
+    """The filterbank as two banded halves: ``(lo, hi, starts, bands, weights)`` each.
+
+    Each FFT bin feeds at most two adjacent bands: the *first* half holds every bin's
+    weight for its lower band, the *second* its weight for the upper band. In each half the
+    bins of one band are contiguous, so a band is one ``np.add.reduceat`` segment. This
+    never enters BLAS, whose thread pool costs far more than the ~500 multiply-adds a row
+    on a busy or pinned core, and is 2.5x faster than gathering the non-zeros.
+    """
+    fb = mel_filterbank()
+    n_bins = fb.shape[0]
+    halves = []
+    for which in (0, 1):
+        band = np.full(n_bins, -1)
+        weight = np.zeros(n_bins, np.float32)
+        for k in range(n_bins):
+            nz = np.flatnonzero(fb[k])
+            if len(nz) > 2:  # pragma: no cover - guards a changed filterbank
+                raise RuntimeError("a mel bin feeds more than two bands")
+            if len(nz) > which:
+                band[k], weight[k] = nz[which], fb[k, nz[which]]
+        used = np.flatnonzero(band >= 0)
+        lo, hi = int(used[0]), int(used[-1]) + 1
+        if not (band[lo:hi] >= 0).all() or (np.diff(band[lo:hi]) < 0).any():  # pragma: no cover
+            raise RuntimeError("mel bands are not contiguous in FFT bins")
+        starts = np.flatnonzero(np.r_[True, np.diff(band[lo:hi]) != 0])
+        halves.append((lo, hi, starts, band[lo:hi][starts], weight[lo:hi]))
+    return halves[0], halves[1]
+
+
 def logmel(samples: npt.NDArray[np.floating], history: npt.NDArray[np.floating] | None = None) -> FloatArray:
     """Log-mel rows for ``samples``, one row per 256-sample hop.
 
@@ -111,10 +146,13 @@ def logmel(samples: npt.NDArray[np.floating], history: npt.NDArray[np.floating] 
         return np.zeros((0, N_MELS), np.float32)
     padded = np.concatenate([prev, x])
     windows = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_SAMPLES][:n_rows]
-    spectrum = np.fft.rfft(windows * _window(), axis=-1)
-    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
-    mel: FloatArray = np.log(power @ mel_filterbank() + POWER_FLOOR).astype(np.float32)
-    return mel
+    spectrum = scipy.fft.rfft(windows * _window(), axis=-1)  # float32 in, complex64 out
+    power = spectrum.real**2 + spectrum.imag**2
+    mel = np.full((n_rows, N_MELS), POWER_FLOOR, np.float32)
+    for lo, hi, starts, bands, weights in _mel_halves():
+        mel[:, bands] += np.add.reduceat(power[:, lo:hi] * weights, starts, axis=1)
+    out: FloatArray = np.log(mel, dtype=np.float32)
+    return out
 
 
 class LogMelExtractor:
