@@ -107,6 +107,15 @@ class Deeptone:
             raise ModelError(f"model {spec.name!r} cannot be the speech detector: it has no speech_label")
         return spec
 
+    def _prepare(
+        self, models: ModelsArg, output_period: int, volume_threshold: float
+    ) -> tuple[list[ModelSpec], InferencePlan, int, float]:
+        """Validate the common arguments: specs, plan, frames per period, threshold."""
+        period = check_output_period(output_period)
+        threshold = check_volume_threshold(volume_threshold)
+        specs, plan = self._plan(models)
+        return specs, plan, period, threshold
+
     def _plan(self, models: ModelsArg) -> tuple[list[ModelSpec], InferencePlan]:
         specs = self._registry.resolve(models)
         detector = self._registry.runner(self._detector()) if any(s.voice for s in specs) else None
@@ -152,9 +161,7 @@ class Deeptone:
             AudioFormatError, DecodeError, SourceError: from ``async for``, after every
                 result computed before the fault.
         """
-        period = check_output_period(output_period)
-        threshold = check_volume_threshold(volume_threshold)
-        specs, plan = self._plan(models)
+        specs, plan, period, threshold = self._prepare(models, output_period, volume_threshold)
         source = as_source(input_generator)
         return ResultStream(source, self._pipeline_factory(plan, threshold), specs, period, bool(include_raw_values))
 
@@ -194,9 +201,7 @@ class Deeptone:
             DecodeError: the file is not audio libsndfile can decode.
             ParameterError, UnknownModelError: bad arguments.
         """
-        period = check_output_period(output_period)
-        threshold = check_volume_threshold(volume_threshold)
-        specs, plan = self._plan(models)
+        specs, plan, period, threshold = self._prepare(models, output_period, volume_threshold)
         source = FileSource(filename, channel=channel, block_frames=65_536 if use_chunking else None, progress=progress)
         return await self._analyse(
             source, specs, plan, period, threshold, include_summary, include_transitions, include_raw_values
@@ -224,9 +229,7 @@ class Deeptone:
             AudioFormatError: unsupported dtype or shape, NaN/inf in float input.
             ParameterError, UnknownModelError: bad arguments.
         """
-        period = check_output_period(output_period)
-        threshold = check_volume_threshold(volume_threshold)
-        specs, plan = self._plan(models)
+        specs, plan, period, threshold = self._prepare(models, output_period, volume_threshold)
         source = self._memory_source(data, rate_in)
         return await self._analyse(
             source, specs, plan, period, threshold, include_summary, include_transitions, include_raw_values
