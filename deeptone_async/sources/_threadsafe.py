@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
-
-import sniffio
 
 
 def loop_caller() -> Callable[..., None]:
     """Return ``call(fn, *args)`` that runs ``fn(*args)`` soon on the current event loop.
 
     Safe to use from any thread (e.g. an audio callback); never blocks. Calls made after
-    the loop has closed are dropped.
+    the loop has closed are dropped. Works under asyncio and trio.
     """
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        token = trio.lowlevel.current_trio_token()
-
-        def call_trio(fn: Callable[..., Any], *args: Any) -> None:
-            try:
-                token.run_sync_soon(fn, *args)
-            except trio.RunFinishedError:
-                pass
-
-        return call_trio
-
-    import asyncio
-
-    loop = asyncio.get_running_loop()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: anyio's other backend is trio
+        return _trio_caller()
 
     def call_asyncio(fn: Callable[..., Any], *args: Any) -> None:
         try:
@@ -38,3 +25,17 @@ def loop_caller() -> Callable[..., None]:
             pass
 
     return call_asyncio
+
+
+def _trio_caller() -> Callable[..., None]:
+    import trio
+
+    token = trio.lowlevel.current_trio_token()
+
+    def call_trio(fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            token.run_sync_soon(fn, *args)
+        except trio.RunFinishedError:
+            pass
+
+    return call_trio
