@@ -22,7 +22,8 @@ the loss. Augmented copies of every training clip are made once and cached: spee
 (``training.augment.channel``) and gain (-25..+6 dB). Features come from
 ``deeptone_async.features.logmel`` over the whole clip with zero history, exactly as the engine
 computes them. Training feeds whole clips (from a random start frame, the rows before it as
-context, SILENCE_FLOOR rows before the stream start), class-balanced clip sampling, SpecAugment
+context, SILENCE_FLOOR rows before the stream start), clip sampling balanced over (corpus, class)
+cells, SpecAugment
 frequency masks, label smoothing, dropout, AdamW weight decay, and keeps the epoch with the lowest
 validation loss (val split, clean audio).
 
@@ -82,13 +83,13 @@ EMOTIONS_MAP = {
 }
 
 MODELS = {
-    "arousal": dict(name="Arousal", key="arousal", labels=["high", "neutral", "low"], mapping=AROUSAL_MAP,
-                    description="Arousal (high / neutral / low) of speech, 2.1 s receptive field; "
-                                "trained on acted emotional speech"),
-    "emotions": dict(name="Emotions", key="emotions", labels=["happy", "irritated", "neutral", "tired"],
-                     mapping=EMOTIONS_MAP,
-                     description="Emotions (happy / irritated / neutral / tired) of speech, 2.1 s receptive "
-                                 "field; trained on acted emotional speech"),
+    "arousal": {"name": "Arousal", "key": "arousal", "labels": ["high", "neutral", "low"], "mapping": AROUSAL_MAP,
+                    "description": "Arousal (high / neutral / low) of speech, 2.1 s receptive field; "
+                                "trained on acted emotional speech"},
+    "emotions": {"name": "Emotions", "key": "emotions", "labels": ["happy", "irritated", "neutral", "tired"],
+                     "mapping": EMOTIONS_MAP,
+                     "description": "Emotions (happy / irritated / neutral / tired) of speech, 2.1 s receptive "
+                                 "field; trained on acted emotional speech"},
 }
 
 CHANNELS = 48
@@ -169,7 +170,7 @@ def make_item(x: np.ndarray, rng: np.random.Generator | None, bgs: list[Clip]) -
     """Features and label mask of one (possibly augmented) version of a clip."""
     if rng is not None:
         f = rng.uniform(0.9, 1.1)
-        x = A.soxr.resample(x, 16000, int(round(16000 / f)), quality="HQ").astype(np.float32)
+        x = A.soxr.resample(x, 16000, round(16000 / f), quality="HQ").astype(np.float32)
     x = _whole_frames(x)
     clean = x
     if rng is not None:
@@ -281,10 +282,11 @@ def spec_augment(X: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 
 
 def evaluate_items(model: AffectNet, items: list[Item], n_labels: int, bs: int = 64):
-    """Frame loss, frame UAR and clip UAR (mean probability over speech frames) on clean items."""
+    """Class-balanced frame loss (mean over classes of the mean frame cross-entropy), frame UAR
+    and clip UAR (argmax of the mean probability over speech frames) on clean items."""
     model.eval()
-    lossf = nn.CrossEntropyLoss(ignore_index=IGNORE, reduction="sum")
-    tot_loss, tot_n = 0.0, 0
+    lossf = nn.CrossEntropyLoss(ignore_index=IGNORE, reduction="none")
+    cls_loss, cls_n = np.zeros(n_labels), np.zeros(n_labels)
     fcm = np.zeros((n_labels, n_labels))
     ccm = np.zeros((n_labels, n_labels))
     with torch.no_grad():
@@ -292,8 +294,11 @@ def evaluate_items(model: AffectNet, items: list[Item], n_labels: int, bs: int =
             chunk = items[i : i + bs]
             X, Y = make_batch(chunk, model.context_frames, None, max_frames=10_000)
             lg = model.logits(X)
-            tot_loss += float(lossf(lg.reshape(-1, n_labels), Y.reshape(-1)))
-            tot_n += int((Y != IGNORE).sum())
+            fl = lossf(lg.reshape(-1, n_labels), Y.reshape(-1)).numpy()
+            fy = Y.reshape(-1).numpy()
+            on = fy != IGNORE
+            np.add.at(cls_loss, fy[on], fl[on])
+            np.add.at(cls_n, fy[on], 1)
             P = torch.softmax(lg, -1).numpy()
             Yn = Y.numpy()
             for b, it in enumerate(chunk):
@@ -302,8 +307,9 @@ def evaluate_items(model: AffectNet, items: list[Item], n_labels: int, bs: int =
                     continue
                 np.add.at(fcm, (Yn[b][m], P[b][m].argmax(-1)), 1)
                 ccm[it.y, P[b][m].mean(0).argmax()] += 1
-    uar = lambda cm: float(np.mean(cm.diagonal()[cm.sum(1) > 0] / cm.sum(1)[cm.sum(1) > 0]))  # noqa: E731
-    return tot_loss / max(tot_n, 1), uar(fcm), uar(ccm)
+    uar = lambda cm: float(np.mean(cm.diagonal()[cm.sum(1) > 0] / cm.sum(1)[cm.sum(1) > 0]))
+    present = cls_n > 0
+    return float(np.mean(cls_loss[present] / cls_n[present])), uar(fcm), uar(ccm)
 
 
 # ---------------------------------------------------------------------------------- main
@@ -323,6 +329,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--weight-decay", type=float, default=5e-2)
+    ap.add_argument("--channels", type=int, default=CHANNELS)
+    ap.add_argument("--dropout", type=float, default=0.3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="model folder (default: the bundled one)")
@@ -350,13 +358,17 @@ def main() -> None:
     # normalisation constants from speech frames of the training versions (stored in the graph)
     rows = np.concatenate([it.feats.reshape(-1, SUBFRAMES, N_MELS)[it.mask].reshape(-1, N_MELS)
                            for row in tr_items for it in row[::7]]).astype(np.float32)
-    model = AffectNet(K, mean=rows.mean(0), std=rows.std(0) + 1e-3)
+    model = AffectNet(K, channels=a.channels, dropout=a.dropout, mean=rows.mean(0), std=rows.std(0) + 1e-3)
     assert model.context_frames == CONTEXT
     print(f"params {n_params(model)}  context_frames {model.context_frames}", flush=True)
 
     ys = np.array([y for _, y in train])
     counts = np.bincount(ys, minlength=K)
-    w = 1.0 / counts[ys]
+    # every (corpus, class) cell gets the same share, so that no class is told apart by its
+    # corpus (e.g. EmoDB is most of "low", RAVDESS most of "neutral")
+    cell = [(c.corpus, y) for c, y in train]
+    n_cell = {k: cell.count(k) for k in set(cell)}
+    w = np.array([1.0 / n_cell[k] for k in cell])
     w /= w.sum()
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     lossf = nn.CrossEntropyLoss(ignore_index=IGNORE, label_smoothing=0.1)
@@ -385,8 +397,8 @@ def main() -> None:
         tag = ""
         if not va_items or vloss < best[0]:
             best, best_state, best_epoch, tag = (vloss, vfuar, vcuar), copy.deepcopy(model.state_dict()), ep, " *"
-        history.append(dict(epoch=ep, train_loss=float(np.mean(tl)), val_loss=vloss, val_frame_uar=vfuar,
-                            val_clip_uar=vcuar))
+        history.append({"epoch": ep, "train_loss": float(np.mean(tl)), "val_loss": vloss, "val_frame_uar": vfuar,
+                            "val_clip_uar": vcuar})
         print(f"epoch {ep} t {time.time() - t0:.0f}s loss {np.mean(tl):.3f} val loss {vloss:.3f} "
               f"frame UAR {vfuar:.3f} clip UAR {vcuar:.3f}{tag}", flush=True)
     model.load_state_dict(best_state)
@@ -402,7 +414,8 @@ def main() -> None:
                   best_val_loss=best[0], best_val_frame_uar=best[1], best_val_clip_uar=best[2],
                   train_seconds=round(time.time() - t0), corpora=corpora, manifests=a.manifest,
                   mapping={k: v for k, v in mapping.items() if k not in labels}, versions=a.versions,
-                  bg_corpora=a.bg_corpora, n_train_clips=len(train), n_val_clips=len(val),
+                  bg_corpora=a.bg_corpora, channels=a.channels, dropout=a.dropout, lr=a.lr,
+                  weight_decay=a.weight_decay, n_train_clips=len(train), n_val_clips=len(val),
                   train_class_counts=dict(zip(labels, counts.tolist())), history=history)
     (folder / "train_info.json").write_text(json.dumps(checks, indent=1) + "\n")
     print(json.dumps({k: v for k, v in checks.items() if k != "history"}, indent=1), flush=True)

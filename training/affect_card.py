@@ -1,0 +1,237 @@
+"""card.md for the Arousal / Emotions models, from their train_info.json and eval*.json.
+
+    python -m training.evaluate_affect --model arousal --card     (or python -m training.affect_card arousal)
+
+Every figure in the card is read from the JSON files the training and evaluation commands
+wrote into the model folder; nothing is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .affect import BLOCKS, CHANNELS, MODELS, POOL
+from .data import REPO
+
+TARGET = {"arousal": 0.75, "emotions": 0.70}
+CROSS = (("cross_ravdess_to_emodb", "ravdess", "emodb"), ("cross_emodb_to_ravdess", "emodb", "ravdess"))
+
+MAPPING_TEXT = {
+    "arousal": """| model label | RAVDESS (English) | EmoDB (German) |
+|---|---|---|
+| high | angry, happy, fearful, surprised | anger, happiness, fear |
+| neutral | neutral, calm | neutral |
+| low | sad | sadness, boredom |
+| *left out* | disgust | disgust |
+
+Why: in Russell's circumplex model of affect (Russell 1980) anger, joy/happiness, fear/alarm and
+surprise/astonishment lie in the aroused half of the circle and sadness, boredom and tiredness in
+the sleepy half; Scherer's component process model and the acoustic profiles of Banse & Scherer
+(1996) agree (hot anger, elation, panic fear: high vocal activation; sadness, boredom: low).
+Schuller et al. (2010) use the same grouping of EmoDB for cross-corpus arousal, except that they
+put disgust on the low side; since its arousal is intermediate and inconsistent across studies,
+disgust is **left out**. RAVDESS *calm* is the corpus's second baseline (Livingstone & Russo 2018)
+and is acted very close to neutral, so it is **neutral** here, although Russell places "calm" in
+the low-arousal, pleasant quadrant: the model's *low* therefore means sad / bored, not relaxed.""",
+    "emotions": """| model label | RAVDESS (English) | EmoDB (German) |
+|---|---|---|
+| happy | happy | happiness |
+| irritated | angry | anger |
+| neutral | neutral, calm | neutral |
+| tired | sad | sadness, boredom |
+| *left out* | fearful, surprised, disgust | fear, disgust |
+
+Why: the four labels are the four regions of the valence x arousal plane (Russell 1980): happy =
+pleasant and aroused, irritated = unpleasant and aroused (anger, Scherer's "irritation / cold
+anger" to "hot anger" family), tired = low arousal, unpleasant-to-neutral (sadness, boredom),
+neutral = the centre (neutral and RAVDESS calm, the corpus's second baseline; Livingstone & Russo
+2018). **Left out**, because they do not map cleanly: fear (unpleasant and aroused, but not
+irritation), surprise (valence undefined), disgust (intermediate arousal, acoustically confused
+with both anger and boredom; Banse & Scherer 1996).""",
+}
+
+REFS = """Sources: J. A. Russell (1980), A circumplex model of affect, J. Personality and Social
+Psychology 39(6):1161-1178. K. R. Scherer (2005), What are emotions? And how can they be
+measured?, Social Science Information 44(4):695-729. R. Banse & K. R. Scherer (1996), Acoustic
+profiles in vocal emotion expression, JPSP 70(3):614-636. B. Schuller et al. (2010), Cross-corpus
+acoustic emotion recognition: variances and strategies, IEEE Trans. Affective Computing 1(2).
+S. R. Livingstone & F. A. Russo (2018), The Ryerson Audio-Visual Database of Emotional Speech and
+Song (RAVDESS), PLoS ONE 13(5):e0196391. F. Burkhardt et al. (2005), A database of German
+emotional speech, Interspeech."""
+
+
+def _load(folder: Path, name: str) -> dict | None:
+    p = folder / name
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _f(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _confusion(m: dict, labels: list[str]) -> str:
+    cm = m["confusion(rows=truth)"]
+    lines = ["| truth \\ predicted | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    lines += [f"| {lab} | " + " | ".join(str(v) for v in cm[lab]) + " |" for lab in labels]
+    return "\n".join(lines)
+
+
+def _ok(v: float, target: float) -> str:
+    return "met" if v >= target else "**missed**"
+
+
+def write_card(model: str, folder: Path | None = None) -> Path:
+    m = MODELS[model]
+    labels = m["labels"]
+    folder = folder or REPO / "deeptone_async" / "models" / model
+    info = _load(folder, "train_info.json") or {}
+    ev = _load(folder, "eval.json")
+    spec = json.loads((folder / "spec.json").read_text())
+    tgt = TARGET[model]
+    L: list[str] = []
+    add = L.append
+    add(f"# {m['name']} (`engine.models.{m['name']}`, output key `{m['key']}`)\n")
+    add(f"{m['description']}.\n")
+    add("## Task and labels\n")
+    add(f"One decision per 64 ms frame of **speech**: {', '.join(f'`{x}`' for x in labels)} (the raw values are "
+        "these classes' probabilities, adding to 1). The engine adds `no_speech` wherever its speech detector "
+        "(Silero VAD by default) says the frame is not speech, and `silence` below the volume gate; there is "
+        "no `unknown` (`unknown_threshold` is null): every speech frame gets the most probable class. For a "
+        "whole file use the summary fractions over speech only, e.g. `high_fraction / (1 - no_speech_fraction "
+        "- silence_fraction)` (see `examples/arousal_recipe.py`).\n")
+    add(f"Receptive field {spec['receptive_field_ms']} ms (`context_frames` {spec['context_frames']}): a frame's "
+        "decision uses the 2.1 s of audio ending with it, so the first ~2 s of a stream are less reliable.\n")
+    add("## Architecture and size\n")
+    add(f"Log-mel (64 bands, `deeptone_async.features`) -> normalisation (training constants in the graph) -> "
+        f"patchify conv ({CHANNELS} channels, one vector per 64 ms) -> {len(BLOCKS)} causal valid "
+        f"depthwise-separable TCN blocks (kernel, dilation = {BLOCKS}; `training.nets.Block`) -> causal mean and "
+        f"mean-square pooling over the last {POOL} frames -> 1x1 head (64 hidden, dropout 0.3) -> softmax. "
+        f"{info.get('params', '?')} parameters.\n")
+    if info:
+        add("| ONNX size | speed, 1 onnxruntime thread | real-time factor | streaming == whole | onnxruntime vs torch |")
+        add("|---|---|---|---|---|")
+        add(f"| {info['onnx_bytes'] / 1024:.0f} KiB (target <= 5 MB: {_ok(5e6 - info['onnx_bytes'], 0)}) | "
+            f"{info['us_per_frame_1thread_chunk64']:.1f} us per 64 ms frame (target <= 64 us: "
+            f"{_ok(64 - info['us_per_frame_1thread_chunk64'], 0)}) | {info['x_realtime']:.0f}x | "
+            f"max diff {info['streaming_max_abs_diff']:.1e} | max diff {info['torch_vs_ort_max_abs_diff']:.1e} |\n")
+        add("Measured by `python -m training.export --folder deeptone_async/models/" + model + "` (chunks of 64 "
+            "frames, context carried; on a shared 2-core CPU, so the speed is pessimistic).\n")
+    add("## Training data and licences\n")
+    add("| corpus | what | licence | clips used (train / val split) |\n|---|---|---|---|")
+    cc = info.get("train_class_counts", {})
+    add(f"| RAVDESS (`ravdess`) | acted English, 24 actors (12 f / 12 m), 2 sentences, 2 intensities | CC BY-NC-SA 4.0 "
+        f"| ravdess + emodb together: {info.get('n_train_clips', '?')} / {info.get('n_val_clips', '?')} |")
+    add("| EmoDB (`emodb`) | acted German, 10 actors (5 f / 5 m), 10 sentences, clips cut/padded to 2.00 s | free for "
+        "research use, no explicit licence | (see left) |")
+    add("| noise, music (shared corpora) | background mixed in for augmentation only | per clip; UrbanSound8K part CC "
+        "BY-NC 3.0, some music CC BY-NC | train split |\n")
+    add(f"Training clips per class: {', '.join(f'{k} {v}' for k, v in cc.items())} (sampled class-balanced).\n")
+    add("**What the licences mean for these weights.** The weights are derived from RAVDESS (CC BY-NC-SA: "
+        "non-commercial, share-alike) and EmoDB (research use only), and the augmentation used CC BY-NC noise. "
+        "Treat the bundled model as **non-commercial / research use only**. Anyone needing commercial use must "
+        "retrain without EmoDB *and* without RAVDESS (and with permissive noise), on their own labelled data:\n")
+    add("```\npython -m training.affect --model " + model + " --corpora --manifest your/manifest.csv "
+        "--bg-corpora --out your_" + model + "\n```\n")
+    add("(`--corpora` with no names drops the shared corpora; `--bg-corpora` with no names mixes white noise "
+        "instead of the NC noise/music.) To drop only the research-only EmoDB: `python -m training.affect "
+        f"--model {model} --corpora ravdess`.\n")
+    add("## Emotion mapping\n")
+    add(MAPPING_TEXT[model] + "\n")
+    add(REFS + "\n")
+    add("## Training recipe\n")
+    add("```\nnice -n 10 python -m training.affect --model " + model + "\n```\n")
+    add("Clips are labelled by the mapping; a clip's speech frames (energy truth of `training.data.active_frames` + "
+        "2 frames hangover, above the -60 dBFS gate) carry its label and all other frames are ignored by the loss. "
+        f"Each training clip has {info.get('versions', 6)} cached versions: the clean clip and augmented copies with "
+        "speed perturbation (resample-based, pitch and tempo together, x0.9-1.1), noise or music mixed at 5-30 dB "
+        "SNR (p = 0.5), reverberation (p = 0.25), telephone band (p = 0.2) or codec damage, and gain -25..+6 dB. "
+        "Training: whole clips from a random start (context rows before it, SILENCE_FLOOR before the stream, as "
+        "in the engine), class-balanced sampling, SpecAugment frequency masks, label smoothing 0.1, dropout 0.3, "
+        f"AdamW (weight decay 0.05), cosine schedule, {info.get('epochs', '?')} epochs; the epoch with the lowest "
+        f"validation loss is kept (epoch {info.get('best_epoch', '?')}). "
+        f"Trained in {info.get('train_seconds', '?')} s on CPU.\n")
+    add("**Your own data**: a `manifest.csv` with columns `file` (relative to the manifest), `label`, `split` "
+        "(train / val; make it speaker-disjoint), `gender` (for the per-gender report). Labels may be corpus emotion "
+        f"names (mapped as above), the model's own labels ({' / '.join(labels)}), or anything mapped by a JSON "
+        "file `{\"your label\": \"" + labels[0] + "\", ...}`:\n")
+    add("```\npython -m training.affect --model " + model + " --corpora --manifest my/manifest.csv "
+        "[--mapping my_map.json] --out my_" + model + "\npython -m training.evaluate_affect --model " + model +
+        " --folder my_" + model + " --corpora --manifest my/manifest.csv [--mapping my_map.json]\n```\n")
+    add("## Evaluation\n")
+    add("All figures: the exported ONNX run as the engine runs it (`training.evaluate_affect`), on clean clips; "
+        "scored frames are the clips' speech frames by energy truth; clip decision = argmax of the mean "
+        "probability over the clip's speech frames; UAR = unweighted average recall (mean of per-class "
+        "recalls).\n")
+    if ev:
+        a = ev["metrics"]["all"]
+        add("### Speaker-disjoint validation (RAVDESS + EmoDB val split)\n")
+        add(f"```\npython -m training.evaluate_affect --model {model}\n```\n")
+        add("| | clips | clip UAR | frame UAR | target |\n|---|---|---|---|---|")
+        add(f"| all | {a['clips']['n']} | **{_f(a['clips']['balanced_accuracy'])}** | "
+            f"{_f(a['frames']['balanced_accuracy'])} | clip UAR >= {tgt:.0%}: "
+            f"{_ok(a['clips']['balanced_accuracy'], tgt)} |")
+        for k, v in ev["metrics"].items():
+            if k != "all":
+                add(f"| {k} | {v['clips']['n']} | {_f(v['clips']['balanced_accuracy'])} | "
+                    f"{_f(v['frames']['balanced_accuracy'])} | |")
+        add("")
+        add("Per-class clip recall: " + ", ".join(f"{k} {_f(v)}" for k, v in a["clips"]["recall"].items()) + ".\n")
+        add("Clip confusion matrix:\n")
+        add(_confusion(a["clips"], labels) + "\n")
+        fem, mal = ev["metrics"].get("gender=female"), ev["metrics"].get("gender=male")
+        if fem and mal:
+            gap = fem["clips"]["balanced_accuracy"] - mal["clips"]["balanced_accuracy"]
+            add(f"Per gender: female clip UAR {_f(fem['clips']['balanced_accuracy'])}, male "
+                f"{_f(mal['clips']['balanced_accuracy'])} (gap {100 * gap:+.1f} points). The val split has only "
+                "6 speakers (4 RAVDESS, 2 EmoDB), so a gap of a few points is within speaker-to-speaker "
+                "variation.\n")
+        add("Caveat: the same val split chose the kept epoch (lowest val loss, not best UAR), so these figures are "
+            "slightly optimistic; the cross-corpus figures below are on entirely unseen data.\n")
+        if "engine" in ev:
+            e = ev["engine"]
+            add(f"Through the engine (`process_file`, Silero VAD as speech detector, {e.get('clips')} val clips): "
+                f"mean no_speech fraction {_f(e.get('mean_no_speech_fraction'))}, silence "
+                f"{_f(e.get('mean_silence_fraction'))}, affect labels {_f(e.get('mean_affect_fraction'))}; the "
+                f"summary's most frequent affect label is the clip's label for "
+                f"{_f(e.get('clip_accuracy_of_most_frequent_label'))} of the clips.\n")
+    add("### Cross-corpus (train on one corpus, test on all clips of the other)\n")
+    for name, src, dst in CROSS:
+        cx = _load(folder, f"eval_{name}.json")
+        add(f"**{src} -> {dst}**\n")
+        add(f"```\npython -m training.affect --model {model} --corpora {src} --out runs/affect/{model}-{src}\n"
+            f"python -m training.evaluate_affect --model {model} --folder runs/affect/{model}-{src} --corpora {dst} "
+            f"--split all --name {name} --out deeptone_async/models/{model}\n```\n")
+        if not cx:
+            add("Not run.\n")
+            continue
+        a = cx["metrics"]["all"]
+        fem, mal = cx["metrics"].get("gender=female"), cx["metrics"].get("gender=male")
+        add(f"Clip UAR **{_f(a['clips']['balanced_accuracy'])}** ({a['clips']['n']} clips), frame UAR "
+            f"{_f(a['frames']['balanced_accuracy'])}; female clip UAR "
+            f"{_f(fem['clips']['balanced_accuracy'] if fem else None)}, male "
+            f"{_f(mal['clips']['balanced_accuracy'] if mal else None)}. Per-class recall: "
+            + ", ".join(f"{k} {_f(v)}" for k, v in a["clips"]["recall"].items()) + ".\n")
+        add(_confusion(a["clips"], labels) + "\n")
+    add("## Known weaknesses\n")
+    add("- **Acted speech.** Both corpora are actors portraying emotions on fixed sentences, often exaggerated; "
+        "natural, spontaneous speech is subtler, and accuracy on it will be clearly lower than the figures above "
+        "(the cross-corpus figures are a better guide than the within-corpus ones).\n"
+        "- **Few speakers**: 34 actors in all (24 + 10); validation uses 6 of them, so every figure has a wide "
+        "uncertainty (one speaker moves the UAR by several points).\n"
+        "- **Languages**: English (North American) and German only; other languages and accents are untested.\n"
+        "- **Clip-level labels**: every speech frame of a clip carries the clip's label, although an actor's "
+        "expression varies within an utterance; frame decisions are noisier than clip decisions.\n"
+        "- **Recording level** is a strong arousal cue in acted data; gain augmentation reduces the dependence "
+        "but loud, close-microphone neutral speech can still read as `high`.\n"
+        "- Fear, surprise and disgust were left out; the model still returns one of its labels for them "
+        "(fear and surprise usually `high` / `irritated` or `happy`).\n"
+        "- EmoDB clips are cut to 2 s, so long German utterances were truncated in training.\n")
+    out = folder / "card.md"
+    out.write_text("\n".join(L).replace("\n\n\n", "\n\n"))
+    return out
+
+
+if __name__ == "__main__":
+    print(write_card(sys.argv[1]))
