@@ -43,7 +43,7 @@ class StreamServer:
         self.slots = ConnectionSlots(self.settings.max_connections)
         s = self.settings
         self.scheduler = (
-            BatchScheduler(window_s=s.batch_window_ms / 1000, max_batch=s.max_batch, workers=s.inference_workers)
+            BatchScheduler(interval_s=s.batch_interval_ms / 1000, max_batch=s.max_batch, workers=s.inference_workers)
             if s.batching
             else None
         )

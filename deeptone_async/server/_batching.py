@@ -8,11 +8,12 @@ streams submit, groups those that can share a call (same models, same frame coun
 runs each group as one :meth:`InferencePlan.run` over the stacked streams, in a worker
 thread.
 
-The policy is *greedy*: a batch starts as soon as a worker is free, and holds every
-block that arrived while the previous batch ran. An idle server therefore adds no delay
-(a lone stream's block runs at once), and batches grow by themselves with load.
-``window_s`` adds a fixed wait before each batch for those who prefer bigger batches
-over latency.
+The policy is *greedy with a minimum interval*: a batch starts as soon as a worker is
+free and at least ``interval_s`` has passed since the previous batch started, and takes
+every block waiting by then. A block that arrives after a quiet spell runs at once (a lone
+stream gets no delay); under load, batches start every ``interval_s`` at most, so the
+per-batch costs (a thread hop, Python bookkeeping) are paid a bounded number of times per
+second while the batches grow with the load. ``interval_s=0`` is purely greedy.
 
 Per-stream state (recurrent state, feature history) stays with the stream; the
 scheduler only borrows it for the call. A stream never has more than one block in the
@@ -21,6 +22,7 @@ scheduler, so its state is never used by two calls at once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -114,7 +116,8 @@ class BatchScheduler:
             pairs = scheduler.infer(gate(frames(chunks)), plan, states)
 
     Args:
-        window_s: extra time to wait for more blocks before each batch (0: none).
+        interval_s: least time between the starts of two batches (0: none); the most a
+            block waits for its batch beyond the batch in progress.
         max_batch: most blocks stacked in one call; a bigger group is split.
         workers: batches that may run at once, each in its own worker thread.
 
@@ -122,10 +125,10 @@ class BatchScheduler:
         stats: :class:`BatchStats` counters.
     """
 
-    def __init__(self, *, window_s: float = 0.0, max_batch: int = 256, workers: int = 1) -> None:
-        if window_s < 0 or max_batch < 1 or workers < 1:
-            raise ValueError("window_s must be >= 0, max_batch and workers >= 1")
-        self._window = window_s
+    def __init__(self, *, interval_s: float = 0.0, max_batch: int = 256, workers: int = 1) -> None:
+        if interval_s < 0 or max_batch < 1 or workers < 1:
+            raise ValueError("interval_s must be >= 0, max_batch and workers >= 1")
+        self._interval = interval_s
         self._max_batch = max_batch
         self._workers = workers
         self._limiter = anyio.CapacityLimiter(workers)
@@ -210,13 +213,16 @@ class BatchScheduler:
 
     async def _dispatch(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         slots = anyio.Semaphore(self._workers)
+        last_start = -math.inf
         async with anyio.create_task_group() as tg:
             task_status.started()
             while True:
                 await self._wake.wait()
                 await slots.acquire()
-                if self._window:
-                    await anyio.sleep(self._window)
+                wait = last_start + self._interval - anyio.current_time()
+                if wait > 0:
+                    await anyio.sleep(wait)
+                last_start = anyio.current_time()
                 batch, self._pending = self._pending, []
                 self._wake = anyio.Event()
                 if not batch:  # every waiting stream went away meanwhile

@@ -38,9 +38,12 @@ class ServerSettings:
         batching: run the frames of all streams through a shared
             :class:`~deeptone_async.server.BatchScheduler` (one ONNX call for many
             streams); ``False`` runs each stream's frames separately.
-        batch_window_ms: how long the scheduler waits for more streams before running a
-            batch. 0 (the default) runs whatever is waiting as soon as a worker is free:
-            batches then grow with load and add no latency when the server is idle.
+        batch_interval_ms: least time between the starts of two inference batches. A
+            block arriving after a quiet spell runs at once; under load, batches start at
+            most this often and hold everything waiting, so the per-batch cost is paid a
+            bounded number of times per second (about a third less CPU than 0 at 100
+            streams here, for about 3 ms more median latency; see
+            ``benchmarks/RESULTS_server.md``). 0 runs a batch whenever a worker is free.
         max_batch: most stream blocks stacked in one inference call.
         inference_workers: batches that may run at once (threads); 1 suits one core.
     """
@@ -53,7 +56,7 @@ class ServerSettings:
     queue_messages: int = 8
     max_upload_bytes: int = 100 * 1024 * 1024
     batching: bool = True
-    batch_window_ms: float = 0.0
+    batch_interval_ms: float = 10.0
     max_batch: int = 256
     inference_workers: int = 1
 
@@ -67,10 +70,10 @@ class ServerSettings:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
                 raise ParameterError(f"{name} must be a positive number of seconds or None, got {value!r}")
-        if isinstance(self.batch_window_ms, bool) or not isinstance(self.batch_window_ms, (int, float)):
-            raise ParameterError(f"batch_window_ms must be a number, got {self.batch_window_ms!r}")
-        if not 0 <= self.batch_window_ms <= 1000:
-            raise ParameterError(f"batch_window_ms must lie in [0, 1000], got {self.batch_window_ms}")
+        if isinstance(self.batch_interval_ms, bool) or not isinstance(self.batch_interval_ms, (int, float)):
+            raise ParameterError(f"batch_interval_ms must be a number, got {self.batch_interval_ms!r}")
+        if not 0 <= self.batch_interval_ms <= 1000:
+            raise ParameterError(f"batch_interval_ms must lie in [0, 1000], got {self.batch_interval_ms}")
         if self.api_key is not None and not self.api_key:
             raise ParameterError("api_key must be a non-empty string or None")
 

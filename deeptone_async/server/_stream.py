@@ -136,7 +136,16 @@ class _Outcome:
 
 async def _queue_chunks(receive: MemoryObjectReceiveStream[bytes], info: StreamInfo) -> AsyncGenerator[bytes, None]:
     async with receive:
-        async for chunk in receive:
+        while True:
+            try:  # no event-loop round trip when a chunk is already waiting
+                chunk = receive.receive_nowait()
+            except anyio.WouldBlock:
+                try:
+                    chunk = await receive.receive()
+                except anyio.EndOfStream:
+                    return
+            except anyio.EndOfStream:
+                return
             info.consumed += len(chunk)
             yield chunk
 
@@ -152,14 +161,11 @@ async def _receive_loop(
     """Socket -> bounded queue. Ends the queue at the end of the audio; on a fault or a
     disconnect it cancels the connection *before* ending the queue, so the pipeline does
     not flush into a connection that is closing."""
-    idle = settings.idle_timeout_s if settings.idle_timeout_s is not None else math.inf
     async with queue:
         while True:
-            with anyio.move_on_after(idle) as waited:
-                message = await ws.receive()
-            if waited.cancelled_caught:
-                outcome.fail(CLOSE_POLICY_VIOLATION, f"no audio received for {idle:g} s (idle timeout)")
-                break
+            info.waiting_since = anyio.current_time()  # the idle watchdog's clock runs
+            message = await ws.receive()
+            info.waiting_since = None
             if message["type"] == "websocket.disconnect":
                 outcome.gone = True
                 break
@@ -180,10 +186,35 @@ async def _receive_loop(
                 return
             info.received += len(data)
             try:
-                await queue.send(data)  # blocks while the queue is full: backpressure
-            except anyio.BrokenResourceError:  # the pipeline has stopped; it reports why
+                queue.send_nowait(data)
+            except anyio.WouldBlock:
+                try:
+                    await queue.send(data)  # blocks while the queue is full: backpressure
+                except anyio.BrokenResourceError:  # the pipeline has stopped; it reports why
+                    return
+            except anyio.BrokenResourceError:
                 return
         scope.cancel()
+
+
+async def _idle_watchdog(idle: float, info: StreamInfo, outcome: _Outcome, scope: anyio.CancelScope) -> None:
+    """Ends a connection whose client has sent nothing for ``idle`` seconds.
+
+    One timer per connection rather than one per message; time the receive loop spends
+    held back by backpressure does not count.
+    """
+    while True:
+        since = info.waiting_since
+        if since is None:
+            await anyio.sleep(idle)
+            continue
+        left = since + idle - anyio.current_time()
+        if left > 0:
+            await anyio.sleep(left)
+            continue
+        outcome.fail(CLOSE_POLICY_VIOLATION, f"no audio received for {idle:g} s (idle timeout)")
+        scope.cancel()
+        return
 
 
 async def _send_results(
@@ -201,11 +232,9 @@ async def _send_results(
     except Exception:
         log.exception("stream failed")
         outcome.fail(CLOSE_INTERNAL_ERROR, "internal server error")
-    else:
-        return
     finally:
         await results.aclose()
-    scope.cancel()
+    scope.cancel()  # done, one way or another: stop the other tasks (the idle watchdog)
 
 
 async def _close(ws: WebSocket, code: int, error: str | None) -> None:
@@ -273,6 +302,8 @@ async def _serve(
         async with anyio.create_task_group() as tg:
             tg.start_soon(_receive_loop, ws, send, settings, outcome, tg.cancel_scope, info)
             tg.start_soon(_send_results, ws, results, outcome, tg.cancel_scope, info)
+            if settings.idle_timeout_s is not None:
+                tg.start_soon(_idle_watchdog, settings.idle_timeout_s, info, outcome, tg.cancel_scope)
     if deadline.cancelled_caught:
         outcome.fail(CLOSE_POLICY_VIOLATION, f"the stream reached its limit of {limit:g} s")
     if not outcome.gone:
@@ -288,11 +319,14 @@ class StreamInfo:
         consumed: audio bytes the pipeline has taken from the queue; ``received -
             consumed`` is what the bounded queue holds.
         results: result messages sent.
+        waiting_since: when the receive loop began waiting for the client's next
+            message (``None`` while it handles one or is held back by backpressure).
     """
 
     received: int = 0
     consumed: int = 0
     results: int = 0
+    waiting_since: float | None = None
 
 
 class ConnectionSlots:

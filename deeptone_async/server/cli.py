@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-batching", action="store_true", help="run each stream's frames separately (no cross-stream batching)"
     )
     parser.add_argument(
-        "--batch-window-ms", type=float, default=d.batch_window_ms, help="wait this long for more streams per batch"
+        "--batch-interval-ms", type=float, default=d.batch_interval_ms, help="least time between inference batches"
     )
     parser.add_argument("--max-batch", type=int, default=d.max_batch, help="most stream blocks per inference call")
     parser.add_argument(
@@ -82,7 +82,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         queue_messages=args.queue_messages,
         max_upload_bytes=args.max_upload_bytes,
         batching=not args.no_batching,
-        batch_window_ms=args.batch_window_ms,
+        batch_interval_ms=args.batch_interval_ms,
         max_batch=args.max_batch,
         inference_workers=args.inference_workers,
     )
