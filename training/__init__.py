@@ -11,3 +11,9 @@ Modules (each runnable as ``python -m training.<module>``):
 
 The data root is ``$DEEPTONE_DATA`` (default ``<repo>/../shared/data``).
 """
+
+import os as _os
+
+# Data workers and the trainer share few cores: multi-threaded BLAS inside numpy (logmel's
+# mel matmul) only oversubscribes them, so keep it single-threaded unless the user says otherwise.
+_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

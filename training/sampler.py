@@ -16,6 +16,14 @@ Frame truth (also used by :mod:`training.evaluate`):
 * frames quieter than -60 dBFS in the clean source (the engine's volume gate calls them
   silence) and frames before the stream start are ignored.
 * gender: the clip's speaker gender on active frames (hangover 2 frames), ignored elsewhere.
+
+Two ways to make an example (``TaskCfg.fast_frac`` picks between them per example):
+
+* *waveform* (exact): mix, reverb, telephone, codec and gain on audio, then
+  :func:`deeptone_async.features.logmel` -- what the engine computes;
+* *fast* (feature domain, ~10x cheaper on 2 cores): crop log-mel rows precomputed once per clip
+  with the same ``logmel``, mix in the mel-power domain (powers add; cross terms ignored) and
+  apply the gain as a power factor. No channel effects. Used to see more data per minute.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deeptone_async.features import FRAME_SAMPLES, HOP_SAMPLES, logmel
+from deeptone_async.features import FRAME_SAMPLES, HOP_SAMPLES, N_MELS, POWER_FLOOR, SILENCE_FLOOR, logmel
 
 from . import augment as A
 from .data import Clip, active_frames, frame_db_from_hops, hangover
@@ -47,6 +55,7 @@ class TaskCfg:
     gain_db: tuple[float, float] = (-30.0, 6.0)
     augment: bool = True  # background mixing
     channel: bool = True  # reverb / telephone / codec / gain
+    fast_frac: float = 0.0  # share of feature-domain examples (see module doc)
 
 
 def _crop(clip: Clip, start_hop: int, n_hops: int) -> tuple[np.ndarray, np.ndarray]:
@@ -85,15 +94,26 @@ def _start(clip: Clip, cfg: TaskCfg, rng: np.random.Generator) -> int:
     return f * 4 + int(rng.integers(0, 4)) if f < hi else f * 4
 
 
+def precompute_rows(clips: list[Clip]) -> dict[int, np.ndarray]:
+    """log-mel rows of every whole clip (zero history), keyed by id(clip), for fast examples."""
+    out = {}
+    for c in clips:
+        n = len(c.audio) // HOP_SAMPLES * HOP_SAMPLES
+        out[id(c)] = logmel(c.audio[:n].astype(np.float32) / 32768.0)
+    return out
+
+
 class Sampler:
     """Draws training examples from clips; ``batch()`` returns (features, targets)."""
 
-    def __init__(self, clips: list[Clip], cfg: TaskCfg, seed: int = 0) -> None:
+    def __init__(self, clips: list[Clip], cfg: TaskCfg, seed: int = 0,
+                 rows: dict[int, np.ndarray] | None = None) -> None:
         self.cfg = cfg
         self.rng = np.random.default_rng(seed)
         self.music = [c for c in clips if c.cls == "music"]
         self.noise = [c for c in clips if c.cls == "other"]
         self.speech = [c for c in clips if c.cls == "speech"]
+        self.rows = rows if rows is not None else (precompute_rows(clips) if cfg.fast_frac > 0 else {})
         if cfg.task == "gender":
             self.by_gender = {g: [c for c in self.speech if c.gender == g] for g in GENDERS}
             self.w_gender = {g: self._corpus_weights(v) for g, v in self.by_gender.items()}
@@ -116,10 +136,36 @@ class Sampler:
     def _pick(self, clips: list[Clip], w: np.ndarray | None = None) -> Clip:
         return clips[int(self.rng.choice(len(clips), p=w))]
 
+    def _rows(self, clip: Clip, start_hop: int, n_hops: int) -> np.ndarray:
+        r = self.rows[id(clip)]
+        out = np.full((n_hops, N_MELS), SILENCE_FLOOR, np.float32)
+        a, b = max(start_hop, 0), min(start_hop + n_hops, len(r))
+        if b > a:
+            out[a - start_hop : b - start_hop] = r[a:b]
+        return out
+
+    def _loop_rows(self, clip: Clip, n_hops: int) -> tuple[np.ndarray, np.ndarray]:
+        r, h = self.rows[id(clip)], clip.hop_db
+        n = min(len(r), len(h))
+        r, h = r[:n], h[:n]
+        if n < n_hops:
+            k = n_hops // max(n, 1) + 1
+            r, h = np.tile(r, (k, 1)), np.tile(h, k)
+        s = int(self.rng.integers(0, len(r) - n_hops + 1))
+        return r[s : s + n_hops], h[s : s + n_hops]
+
+    @staticmethod
+    def _power(rows: np.ndarray) -> np.ndarray:
+        return np.maximum(np.exp(rows) - POWER_FLOOR, 0.0)
+
     def example(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.cfg.fast_frac > 0 and self.rng.random() < self.cfg.fast_frac:
+            return self.fast_example()
+        return self.wave_example()
+
+    def _choose(self):
         cfg, rng = self.cfg, self.rng
-        L = cfg.context_frames + cfg.n
-        n_hops = 4 * L
+        g = -1
         if cfg.task == "gender":
             g = int(rng.integers(2))
             clip = self._pick(self.by_gender[GENDERS[g]], self.w_gender[GENDERS[g]])
@@ -127,10 +173,69 @@ class Sampler:
         else:
             u = rng.random()
             kind = "speech" if u < 0.5 else ("music" if u < 0.72 else "other")
+            pools = {"speech": self.speech, "music": self.music, "other": self.noise}
+            if not pools[kind]:  # a corpus set without that class
+                kind = next(k for k in ("speech", "other", "music") if pools[k])
             if kind == "speech":
                 clip = self._pick(self.speech, self.w_speech)
             else:
-                clip = self._pick(self.music if kind == "music" else self.noise)
+                clip = self._pick(pools[kind])
+        return g, clip, kind
+
+    def fast_example(self) -> tuple[np.ndarray, np.ndarray]:
+        """Feature-domain example: precomputed rows, power-domain mixing and gain."""
+        cfg, rng = self.cfg, self.rng
+        L = cfg.context_frames + cfg.n
+        n_hops = 4 * L
+        g, clip, kind = self._choose()
+        start = _start(clip, cfg, rng)
+        hdb = np.full(n_hops, -120.0, np.float32)
+        ha, hb = max(start, 0), min(start + n_hops, len(clip.hop_db))
+        if hb > ha:
+            hdb[ha - start : hb - start] = clip.hop_db[ha:hb]
+        fdb = frame_db_from_hops(hdb)
+        pre = max(0, -start // 4)
+        P = self._power(self._rows(clip, start, n_hops))
+        y = np.full(L, IGNORE, np.int64)
+        if kind == "speech":
+            act = active_frames(fdb, clip.ref_db)
+            bg_cls = None
+            if cfg.augment and (self.music or self.noise) and rng.random() < cfg.p_bg:
+                bg_is_music = (rng.random() < 0.4 and bool(self.music)) or not self.noise
+                bg = self._pick(self.music if bg_is_music else self.noise)
+                br, bh = self._loop_rows(bg, n_hops - 4 * pre)
+                on = act[pre:]
+                sp = np.repeat(on, 4)
+                s_db = 10 * np.log10(np.mean(10 ** (hdb[4 * pre :][sp] / 10)) + 1e-12) if sp.any() else \
+                    10 * np.log10(np.mean(10 ** (hdb[4 * pre :] / 10)) + 1e-12)
+                b_db = 10 * np.log10(np.mean(10 ** (bh / 10)) + 1e-12)
+                snr = rng.uniform(*cfg.snr)
+                if b_db > -100:
+                    P[4 * pre :] += 10 ** ((s_db - snr - b_db) / 10) * self._power(br)
+                bg_cls = 1 if bg_is_music else 2
+            on = hangover(act, cfg.hangover)
+            if cfg.task == "gender":
+                y[on] = g
+            else:
+                y[:] = bg_cls if bg_cls is not None else 2
+                y[on] = 0
+                if bg_cls is None:
+                    y[(~on) & (fdb < GATE_DB)] = IGNORE
+        else:
+            y[:] = 1 if kind == "music" else 2
+            y[fdb < GATE_DB] = IGNORE
+        y[:pre] = IGNORE
+        if cfg.channel:
+            P *= 10 ** (rng.uniform(*cfg.gain_db) / 10)
+        P[: 4 * pre] = 0.0
+        feats = np.log(P + POWER_FLOOR).astype(np.float32)
+        return feats, y[cfg.context_frames :]
+
+    def wave_example(self) -> tuple[np.ndarray, np.ndarray]:
+        cfg, rng = self.cfg, self.rng
+        L = cfg.context_frames + cfg.n
+        n_hops = 4 * L
+        g, clip, kind = self._choose()
         start = _start(clip, cfg, rng)
         x, hdb = _crop(clip, start, n_hops)
         fdb = frame_db_from_hops(hdb)

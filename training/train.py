@@ -35,25 +35,25 @@ from torch.utils.data import DataLoader, IterableDataset
 from .data import ALL_CORPORA, CACHE, REPO, SPEECH_CORPORA, load_corpora, split
 from .export import check_folder, check_streaming, check_torch_vs_ort, export_onnx
 from .nets import CausalTCN, n_params
-from .sampler import GENDERS, IGNORE, SMO, Sampler, TaskCfg
+from .sampler import GENDERS, IGNORE, SMO, Sampler, TaskCfg, precompute_rows
 
 MODELS = {
     "speech": dict(
         name="Speech", key="speech", labels=list(SMO), voice=False, speech_label="speech",
-        channels=64, blocks=[(3, 1), (3, 2), (3, 4), (3, 1)], task=TaskCfg("smo", 16, 16, hangover=7),
+        channels=64, blocks=[(3, 1), (3, 2), (3, 4), (3, 1)], task=TaskCfg("smo", 16, 16, hangover=7, fast_frac=0.7),
         corpora=ALL_CORPORA, minutes=10.0,
         description="Speech / music / other, 1.09 s receptive field (speech over music is speech)",
     ),
     "speech_rt": dict(
         name="SpeechRT", key="speech-rt", labels=list(SMO), voice=False, speech_label="speech",
-        channels=48, blocks=[(2, 1), (1, 1), (1, 1)], task=TaskCfg("smo", 1, 24, hangover=1),
+        channels=48, blocks=[(2, 1), (1, 1), (1, 1)], task=TaskCfg("smo", 1, 24, hangover=1, fast_frac=0.7),
         corpora=ALL_CORPORA, minutes=6.0,
         description="Low-latency speech / music / other, 128 ms receptive field",
     ),
     "gender": dict(
         name="Gender", key="gender", labels=list(GENDERS), voice=True, speech_label=None,
         channels=64, blocks=[(3, 1), (3, 2), (3, 4), (3, 8), (3, 8), (2, 1)],
-        task=TaskCfg("gender", 47, 16, hangover=2, p_bg=0.4, snr=(5.0, 30.0)),
+        task=TaskCfg("gender", 47, 16, hangover=2, p_bg=0.4, snr=(5.0, 30.0), fast_frac=0.7),
         corpora=ALL_CORPORA, minutes=14.0,
         description="Speaker gender (male / female) of speech, 3.07 s receptive field",
     ),
@@ -61,12 +61,12 @@ MODELS = {
 
 
 class Stream(IterableDataset):
-    def __init__(self, clips, cfg: TaskCfg, batch: int, seed: int) -> None:
-        self.clips, self.cfg, self.bs, self.seed = clips, cfg, batch, seed
+    def __init__(self, clips, cfg: TaskCfg, batch: int, seed: int, rows=None) -> None:
+        self.clips, self.cfg, self.bs, self.seed, self.rows = clips, cfg, batch, seed, rows
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        s = Sampler(self.clips, self.cfg, seed=self.seed + (info.id if info else 0))
+        s = Sampler(self.clips, self.cfg, seed=self.seed + (info.id if info else 0), rows=self.rows)
         while True:
             f, y = s.batch(self.bs)
             yield torch.from_numpy(f), torch.from_numpy(y)
@@ -83,6 +83,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="model folder (default: the bundled one)")
+    ap.add_argument("--fast-frac", type=float, default=None,
+                    help="share of feature-domain (fast) examples; default per model")
     ap.add_argument("--resume", action="store_true",
                     help="continue from training/cache/<model>.pt (saved by the previous run)")
     a = ap.parse_args()
@@ -97,8 +99,13 @@ def main() -> None:
     train, val = split(clips, "train"), split(clips, "val")
     print(f"{len(train)} train / {len(val)} val clips from {corpora} + {a.manifest}", flush=True)
 
+    if a.fast_frac is not None:
+        cfg = dataclasses.replace(cfg, fast_frac=a.fast_frac)
+    t_rows = time.time()
+    rows = precompute_rows(train) if cfg.fast_frac > 0 else None  # shared with workers by fork
+    print(f"precomputed log-mel rows in {time.time() - t_rows:.0f}s", flush=True)
     # feature statistics (of augmented training crops) go inside the graph
-    f0, _ = Sampler(train, cfg, seed=a.seed + 99).batch(256)
+    f0, _ = Sampler(train, cfg, seed=a.seed + 99, rows=rows).batch(256)
     flat = f0.reshape(-1, f0.shape[-1])
     mean, std = flat.mean(0), flat.std(0) + 1e-3
     model = CausalTCN(len(m["labels"]), m["channels"], m["blocks"], mean, std)
@@ -110,11 +117,11 @@ def main() -> None:
     print(f"params {n_params(model)}  context_frames {model.context_frames}", flush=True)
 
     # fixed validation batches: val clips, same mixing, no channel/gain augmentation
-    vcfg = dataclasses.replace(cfg, channel=False, gain_db=(0.0, 0.0))
+    vcfg = dataclasses.replace(cfg, channel=False, gain_db=(0.0, 0.0), fast_frac=0.0)
     vs = Sampler(val, vcfg, seed=1234)
     vbatches = [vs.batch(64) for _ in range(12)]
 
-    loader = DataLoader(Stream(train, cfg, a.batch, a.seed), batch_size=None, num_workers=a.workers,
+    loader = DataLoader(Stream(train, cfg, a.batch, a.seed, rows), batch_size=None, num_workers=a.workers,
                         prefetch_factor=4 if a.workers else None, persistent_workers=bool(a.workers))
     minutes = a.minutes or m["minutes"]
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-3)
