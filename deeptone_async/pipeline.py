@@ -25,10 +25,10 @@ import numpy as np
 
 from .aggregator import FRAME_MS, Aggregator, aggregate
 from .audio import AudioFormat
+from .errors import AudioFormatError
 from .framer import Chunk, FrameBlock, frames
 from .gate import gate
 from .inference import FrameOutputs, InferencePlan, StreamState, infer
-from .errors import AudioFormatError
 from .sources.base import Source
 from .spec import ModelSpec
 
