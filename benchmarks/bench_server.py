@@ -28,6 +28,7 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -87,7 +88,7 @@ def health(port: int) -> dict[str, Any]:
     return doc
 
 
-def start_server(port: int, core: int, mode: str, max_batch: int) -> subprocess.Popen[bytes]:
+def start_server(port: int, core: int, mode: str, max_batch: int, log: Any) -> subprocess.Popen[bytes]:
     """``mode``: ``unbatched``, ``batched`` or ``batched:<interval ms>``."""
     cmd = [sys.executable, "-m", "deeptone_async", "serve", "--port", str(port), "--log-level", "warning"]
     cmd += ["--max-connections", "2000", "--idle-timeout", "0", "--max-batch", str(max_batch)]
@@ -97,7 +98,7 @@ def start_server(port: int, core: int, mode: str, max_batch: int) -> subprocess.
         cmd += ["--batch-interval-ms", mode.split(":", 1)[1]]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, preexec_fn=lambda: os.sched_setaffinity(0, {core})
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, preexec_fn=lambda: os.sched_setaffinity(0, {core})
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -221,7 +222,7 @@ def main() -> int:
     p.add_argument(
         "--modes", default="batched,unbatched", help="comma-separated: unbatched, batched, batched:<interval ms>"
     )
-    p.add_argument("--streams", default="50,100,150,200,300,400", help="the ramp of concurrent streams")
+    p.add_argument("--streams", default="50,75,100,125,150,175,200,250", help="the ramp of concurrent streams")
     p.add_argument("--seconds", type=float, default=6.0, help="audio per stream per step")
     p.add_argument("--output-period", type=int, default=512, help="ms between results")
     p.add_argument("--max-p99-ms", type=float, default=500.0, help="a step keeps up below this p99 latency")
@@ -239,9 +240,10 @@ def main() -> int:
     print(f"server on core {args.server_core}, clients on core {args.client_core}; {os.cpu_count()} cores; "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     print(HEADER, flush=True)
+    log = tempfile.NamedTemporaryFile("w", prefix="bench_server_", suffix=".log", delete=False)
     for mode in args.modes.split(","):
         port = free_port()
-        server = start_server(port, args.server_core, mode, args.max_batch)
+        server = start_server(port, args.server_core, mode, args.max_batch, log)
         try:
             for n in ramp:
                 if time.monotonic() - began + args.seconds + 4 > args.budget:
@@ -261,8 +263,9 @@ def main() -> int:
             server.terminate()
             server.wait(timeout=15)
     best = {m: max([s.streams for s in steps if s.mode == m and s.keeps_up], default=0) for m in args.modes.split(",")}
+    log.close()
     print(f"\nmost streams kept up: {best}; total {time.monotonic() - began:.0f} s; "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+          f"load average {os.getloadavg()[0]:.1f}; server log {log.name}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "steps": [asdict(s) for s in steps], "best": best}, f, indent=1)

@@ -8,6 +8,7 @@ import socket
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,7 +18,7 @@ import uvicorn
 from conftest import noise, tone
 from websockets.asyncio.client import connect
 
-from deeptone_async import Deeptone
+from deeptone_async import Deeptone, ModelSpec
 from deeptone_async.inference import StreamState
 from deeptone_async.server import (
     BatchScheduler,
@@ -201,3 +202,47 @@ async def test_scheduler_groups_by_frame_count(engine: Deeptone) -> None:
         assert scheduler.stats.frames == 13
     assert not scheduler.running
 
+
+
+async def test_batching_is_exact_for_feature_models_with_context(tmp_path: Path) -> None:
+    """Log-mel models keep a feature history per stream; stacking streams must not mix them."""
+    from onnx_models import causal_conv_model, constant_model
+
+    engine = Deeptone()
+    engine.register_model(
+        ModelSpec(
+            name="Context", key="context", kind="logmel", labels=("p", "q"),
+            onnx=causal_conv_model(tmp_path / "k.onnx", 5), receptive_field_ms=6 * 64, context_frames=5,
+        )
+    )
+    engine.register_model(
+        ModelSpec(
+            name="Pitch", key="pitch", kind="logmel", labels=("high", "low"),
+            onnx=constant_model(tmp_path / "c.onnx", [0.8, 0.2]), receptive_field_ms=64, voice=True,
+        )
+    )
+    n = 6
+    signals = [audio_for(i, 1.5) for i in range(n)]
+    models = ["vad", "context", "pitch"]
+    expected = []
+    for s in signals:
+        stream = engine.process_stream(pcm16(s), models, output_period=128, include_raw_values=True)
+        expected.append([r async for r in stream])
+    got: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    async with running_server(engine=engine) as srv:
+        url = srv.ws_url + "?models=vad,context,pitch&output_period=128&include_raw_values=true"
+
+        async def client(i: int) -> None:
+            data = pcm16(signals[i])
+            async with connect(url, compression=None) as ws:
+                for lo in range(0, len(data), 2048):
+                    await ws.send(data[lo : lo + 2048])
+                await ws.send(b"")
+                got[i] = [json.loads(m)["results"]["channels"]["0"] async for m in ws]
+
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(client, i)
+        assert srv.deeptone is not None and srv.deeptone.scheduler is not None
+        assert srv.deeptone.scheduler.stats.largest > 1
+    assert got == expected
