@@ -2,6 +2,7 @@
 
     python benchmarks/bench_server.py                                   # both modes, default ramp
     python benchmarks/bench_server.py --modes batched --streams 100,200,300 --seconds 8
+    python benchmarks/bench_server.py --inference-only                  # Silero cost vs batch size
 
 The server (``deeptone-async serve``) runs in its own process pinned to one core
 (``os.sched_setaffinity``); this process, pinned to another core, plays N clients that each
@@ -202,6 +203,32 @@ async def run_step(port: int, pid: int, mode: str, n: int, seconds: float, perio
     return step
 
 
+def bench_inference(core: int) -> None:
+    """Silero VAD cost per stream-frame against batch size: what cross-stream batching saves.
+
+    Timed in process CPU time, so time the shared core spends on other jobs is left out.
+    """
+    os.sched_setaffinity(0, {core})
+    from deeptone_async import Deeptone
+
+    engine = Deeptone()
+    _, plan = engine._plan(["vad"])
+    print("| streams per call | CPU ms per call | CPU us per stream-frame |\n|---|---|---|")
+    for batch in (1, 2, 4, 8, 16, 32, 64, 128, 256):
+        states = [plan.new_stream() for _ in range(batch)]
+        frames = (np.random.default_rng(0).standard_normal((batch, 1, 1024)) * 0.1).astype(np.float32)
+        plan.run(frames, states)
+        calls = max(20, 800 // batch)
+        times = []
+        for _ in range(5):
+            t = time.process_time()
+            for _ in range(calls):
+                plan.run(frames, states)
+            times.append((time.process_time() - t) / calls)
+        per_call = float(np.median(times))
+        print(f"| {batch} | {1000 * per_call:.3f} | {1e6 * per_call / batch:.0f} |", flush=True)
+
+
 def fmt_row(s: Step) -> str:
     batch = f"{s.mean_batch:.1f}" if s.mean_batch is not None else "-"
     return (
@@ -231,7 +258,11 @@ def main() -> int:
     p.add_argument("--client-core", type=int, default=1)
     p.add_argument("--budget", type=float, default=115.0, help="stop starting steps after this many seconds")
     p.add_argument("--json", help="write every step here")
+    p.add_argument("--inference-only", action="store_true", help="only time Silero calls against batch size")
     args = p.parse_args()
+    if args.inference_only:
+        bench_inference(args.server_core)
+        return 0
 
     began = time.monotonic()
     os.sched_setaffinity(0, {args.client_core})
