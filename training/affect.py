@@ -166,10 +166,11 @@ def _whole_frames(x: np.ndarray) -> np.ndarray:
     return x[: n * FRAME_SAMPLES]
 
 
-def make_item(x: np.ndarray, rng: np.random.Generator | None, bgs: list[Clip]) -> tuple[np.ndarray, np.ndarray]:
+def make_item(x: np.ndarray, rng: np.random.Generator | None, bgs: list[Clip],
+              speed: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """Features and label mask of one (possibly augmented) version of a clip."""
     if rng is not None:
-        f = rng.uniform(0.9, 1.1)
+        f = rng.uniform(1 - speed, 1 + speed)
         x = A.soxr.resample(x, 16000, round(16000 / f), quality="HQ").astype(np.float32)
     x = _whole_frames(x)
     clean = x
@@ -203,11 +204,12 @@ def load_affect(corpora, manifests, mapping: dict[str, str], labels: list[str]):
     return out, clips
 
 
-def build_versions(clips: list[Clip], versions: int, bg_corpora, seed: int, tag: str):
+def build_versions(clips: list[Clip], versions: int, bg_corpora, seed: int, tag: str, speed: float = 0.1):
     """``versions`` versions (features, label mask) of every clip, version 0 clean; cached in
     training/cache/ per corpus, so every model and run shares them."""
     key = hashlib.sha1(json.dumps([[c.corpus, c.file, len(c.audio)] for c in clips]
-                                  + [versions, list(bg_corpora), seed, 3]).encode()).hexdigest()[:10]
+                                  + [versions, list(bg_corpora), seed, 3]
+                                  + ([speed] if speed != 0.1 else [])).encode()).hexdigest()[:10]
     path = CACHE / f"affect-{tag}-{key}.npz"
     if path.exists():
         z = np.load(path)
@@ -220,7 +222,7 @@ def build_versions(clips: list[Clip], versions: int, bg_corpora, seed: int, tag:
     out = []
     t = time.time()
     for v in range(versions):
-        out.append([make_item(c.float_audio(), rng if v else None, bgs) for c in clips])
+        out.append([make_item(c.float_audio(), rng if v else None, bgs, speed) for c in clips])
         print(f"{tag} version {v}: {len(clips)} clips in {time.time() - t:.0f}s", flush=True)
     flat = [fm for row in out for fm in row]
     offs = np.concatenate([[0], np.cumsum([len(f) for f, _ in flat])])
@@ -232,14 +234,14 @@ def build_versions(clips: list[Clip], versions: int, bg_corpora, seed: int, tag:
 
 
 def build_items(clips: list[tuple[Clip, int]], all_clips: list[Clip], versions: int, bg_corpora,
-                seed: int) -> list[list[Item]]:
+                seed: int, speed: float = 0.1) -> list[list[Item]]:
     """Items[version][i] for the labelled ``clips`` (a subset of ``all_clips``)."""
     where = {id(c): i for i, c in enumerate(all_clips)}
     corpora = sorted({c.corpus for c in all_clips})
     vers = {}
     for name in corpora:
         group = [c for c in all_clips if c.corpus == name]
-        vs = build_versions(group, versions, bg_corpora, seed, name)
+        vs = build_versions(group, versions, bg_corpora, seed, name, speed)
         for j, c in enumerate(group):
             vers[id(c)] = [vs[v][j] for v in range(versions)]
     return [[Item(where[id(c)], y, *vers[id(c)][v]) for c, y in clips] for v in range(versions)]
@@ -325,19 +327,20 @@ def main() -> None:
     ap.add_argument("--bg-corpora", nargs="*", default=list(BG_CORPORA),
                     help="background corpora for noise mixing (no names = white noise only)")
     ap.add_argument("--versions", type=int, default=6, help="1 clean + N-1 augmented copies per clip")
+    ap.add_argument("--speed", type=float, default=0.1, help="speed perturbation: factor in 1 +- SPEED")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--weight-decay", type=float, default=5e-2)
     ap.add_argument("--channels", type=int, default=CHANNELS)
     ap.add_argument("--dropout", type=float, default=0.3)
+    ap.add_argument("--ensemble", type=int, default=1, help="average N models trained with different seeds")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="model folder (default: the bundled one)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    rng = np.random.default_rng(a.seed)
     m = MODELS[a.model]
     labels = m["labels"]
     K = len(labels)
@@ -350,7 +353,7 @@ def main() -> None:
           f"{np.bincount([y for _, y in train], minlength=K).tolist()} val "
           f"{np.bincount([y for _, y in val], minlength=K).tolist()}", flush=True)
     t0 = time.time()
-    items = build_items(train + val, all_clips, a.versions, a.bg_corpora, a.seed)
+    items = build_items(train + val, all_clips, a.versions, a.bg_corpora, a.seed, a.speed)
     tr_items = [row[: len(train)] for row in items]
     va_items = items[0][len(train) :]
     print(f"features ready in {time.time() - t0:.0f}s", flush=True)
@@ -358,10 +361,6 @@ def main() -> None:
     # normalisation constants from speech frames of the training versions (stored in the graph)
     rows = np.concatenate([it.feats.reshape(-1, SUBFRAMES, N_MELS)[it.mask].reshape(-1, N_MELS)
                            for row in tr_items for it in row[::7]]).astype(np.float32)
-    model = AffectNet(K, channels=a.channels, dropout=a.dropout, mean=rows.mean(0), std=rows.std(0) + 1e-3)
-    assert model.context_frames == CONTEXT
-    print(f"params {n_params(model)}  context_frames {model.context_frames}", flush=True)
-
     ys = np.array([y for _, y in train])
     counts = np.bincount(ys, minlength=K)
     # every (corpus, class) cell gets the same share, so that no class is told apart by its
@@ -370,6 +369,41 @@ def main() -> None:
     n_cell = {k: cell.count(k) for k in set(cell)}
     w = np.array([1.0 / n_cell[k] for k in cell])
     w /= w.sum()
+    model, best, best_epoch, history = train_one(a, K, train, tr_items, va_items, w, rows, a.seed, t0)
+    members = [model]
+    for seed in range(1, a.ensemble):
+        print(f"ensemble member {seed}", flush=True)
+        members.append(train_one(a, K, train, tr_items, va_items, w, rows, a.seed + seed, t0)[0])
+    if len(members) > 1:
+        model = Ensemble(members).eval()
+        best = evaluate_items(model, va_items, K)
+        print(f"ensemble of {len(members)}: val loss {best[0]:.3f} frame UAR {best[1]:.3f} clip UAR {best[2]:.3f}",
+              flush=True)
+    folder = a.out or REPO / "deeptone_async" / "models" / a.model
+    folder.mkdir(parents=True, exist_ok=True)
+    export(model, m, folder)
+    from .export import check_folder, check_torch_vs_ort
+
+    diff = check_torch_vs_ort(model, folder / "model.onnx")
+    checks = check_folder(folder)
+    checks.update(torch_vs_ort_max_abs_diff=diff, params=n_params(model), epochs=a.epochs, best_epoch=best_epoch,
+                  best_val_loss=best[0], best_val_frame_uar=best[1], best_val_clip_uar=best[2],
+                  train_seconds=round(time.time() - t0), corpora=corpora, manifests=a.manifest,
+                  mapping={k: v for k, v in mapping.items() if k not in labels}, versions=a.versions,
+                  bg_corpora=a.bg_corpora, channels=a.channels, dropout=a.dropout, lr=a.lr,
+                  weight_decay=a.weight_decay, ensemble=a.ensemble, speed=a.speed, n_train_clips=len(train), n_val_clips=len(val),
+                  train_class_counts=dict(zip(labels, counts.tolist())), history=history)
+    (folder / "train_info.json").write_text(json.dumps(checks, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in checks.items() if k != "history"}, indent=1), flush=True)
+
+
+def train_one(a, K: int, train, tr_items, va_items, w: np.ndarray, rows: np.ndarray, seed: int, t0: float):
+    """One model: (model at its best epoch, (val loss, frame UAR, clip UAR), best epoch, history)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = AffectNet(K, channels=a.channels, dropout=a.dropout, mean=rows.mean(0), std=rows.std(0) + 1e-3)
+    assert model.context_frames == CONTEXT
+    print(f"params {n_params(model)}  context_frames {model.context_frames}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     lossf = nn.CrossEntropyLoss(ignore_index=IGNORE, label_smoothing=0.1)
     steps_per_epoch = max(1, len(train) // a.batch)
@@ -398,27 +432,27 @@ def main() -> None:
         if not va_items or vloss < best[0]:
             best, best_state, best_epoch, tag = (vloss, vfuar, vcuar), copy.deepcopy(model.state_dict()), ep, " *"
         history.append({"epoch": ep, "train_loss": float(np.mean(tl)), "val_loss": vloss, "val_frame_uar": vfuar,
-                            "val_clip_uar": vcuar})
+                        "val_clip_uar": vcuar})
         print(f"epoch {ep} t {time.time() - t0:.0f}s loss {np.mean(tl):.3f} val loss {vloss:.3f} "
               f"frame UAR {vfuar:.3f} clip UAR {vcuar:.3f}{tag}", flush=True)
     model.load_state_dict(best_state)
     model.eval()
-    folder = a.out or REPO / "deeptone_async" / "models" / a.model
-    folder.mkdir(parents=True, exist_ok=True)
-    export(model, m, folder)
-    from .export import check_folder, check_torch_vs_ort
+    return model, best, best_epoch, history
 
-    diff = check_torch_vs_ort(model, folder / "model.onnx")
-    checks = check_folder(folder)
-    checks.update(torch_vs_ort_max_abs_diff=diff, params=n_params(model), epochs=a.epochs, best_epoch=best_epoch,
-                  best_val_loss=best[0], best_val_frame_uar=best[1], best_val_clip_uar=best[2],
-                  train_seconds=round(time.time() - t0), corpora=corpora, manifests=a.manifest,
-                  mapping={k: v for k, v in mapping.items() if k not in labels}, versions=a.versions,
-                  bg_corpora=a.bg_corpora, channels=a.channels, dropout=a.dropout, lr=a.lr,
-                  weight_decay=a.weight_decay, n_train_clips=len(train), n_val_clips=len(val),
-                  train_class_counts=dict(zip(labels, counts.tolist())), history=history)
-    (folder / "train_info.json").write_text(json.dumps(checks, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in checks.items() if k != "history"}, indent=1), flush=True)
+
+class Ensemble(nn.Module):
+    """Mean of the members' probabilities (same context), exported as one graph."""
+
+    def __init__(self, members: list[AffectNet]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.context_frames = members[0].context_frames
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:  # log of the mean probability
+        return torch.log(self.forward(features) + 1e-8)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(features) for m in self.members]).mean(0)
 
 
 def export(model: AffectNet, m: dict, folder: Path) -> None:

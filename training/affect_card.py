@@ -62,6 +62,16 @@ Song (RAVDESS), PLoS ONE 13(5):e0196391. F. Burkhardt et al. (2005), A database 
 emotional speech, Interspeech."""
 
 
+def train_command(model: str, info: dict, extra: str = "") -> str:
+    """The training command with the settings recorded in train_info.json."""
+    cmd = f"nice -n 10 python -m training.affect --model {model}{extra}"
+    for flag, key in (("epochs", "epochs"), ("channels", "channels"), ("dropout", "dropout"),
+                      ("weight-decay", "weight_decay"), ("speed", "speed"), ("ensemble", "ensemble")):
+        if key in info:
+            cmd += f" --{flag} {info[key]}"
+    return cmd
+
+
 def _load(folder: Path, name: str) -> dict | None:
     p = folder / name
     return json.loads(p.read_text()) if p.exists() else None
@@ -104,11 +114,13 @@ def write_card(model: str, folder: Path | None = None) -> Path:
     add(f"Receptive field {spec['receptive_field_ms']} ms (`context_frames` {spec['context_frames']}): a frame's "
         "decision uses the 2.1 s of audio ending with it, so the first ~2 s of a stream are less reliable.\n")
     add("## Architecture and size\n")
+    ch, dr, ens = info.get("channels", CHANNELS), info.get("dropout", 0.3), info.get("ensemble", 1)
     add(f"Log-mel (64 bands, `deeptone_async.features`) -> normalisation (training constants in the graph) -> "
-        f"patchify conv ({CHANNELS} channels, one vector per 64 ms) -> {len(BLOCKS)} causal valid "
+        f"patchify conv ({ch} channels, one vector per 64 ms) -> {len(BLOCKS)} causal valid "
         f"depthwise-separable TCN blocks (kernel, dilation = {BLOCKS}; `training.nets.Block`) -> causal mean and "
-        f"mean-square pooling over the last {POOL} frames -> 1x1 head (64 hidden, dropout 0.3) -> softmax. "
-        f"{info.get('params', '?')} parameters.\n")
+        f"mean-square pooling over the last {POOL} frames -> 1x1 head (64 hidden, dropout {dr}) -> softmax"
+        + (f"; the graph averages the probabilities of {ens} such networks trained with different seeds"
+           if ens > 1 else "") + f". {info.get('params', '?')} parameters in all.\n")
     if info:
         add("| ONNX size | speed, 1 onnxruntime thread | real-time factor | streaming == whole | onnxruntime vs torch |")
         add("|---|---|---|---|---|")
@@ -141,16 +153,19 @@ def write_card(model: str, folder: Path | None = None) -> Path:
     add(MAPPING_TEXT[model] + "\n")
     add(REFS + "\n")
     add("## Training recipe\n")
-    add("```\nnice -n 10 python -m training.affect --model " + model + "\n```\n")
+    add("```\n" + train_command(model, info) + "\n```\n")
     add("Clips are labelled by the mapping; a clip's speech frames (energy truth of `training.data.active_frames` + "
         "2 frames hangover, above the -60 dBFS gate) carry its label and all other frames are ignored by the loss. "
         f"Each training clip has {info.get('versions', 6)} cached versions: the clean clip and augmented copies with "
-        "speed perturbation (resample-based, pitch and tempo together, x0.9-1.1), noise or music mixed at 5-30 dB "
+        f"speed perturbation (resample-based, pitch and tempo together, x{1 - info.get('speed', 0.1):.2f}-"
+        f"{1 + info.get('speed', 0.1):.2f}), noise or music mixed at 5-30 dB "
         "SNR (p = 0.5), reverberation (p = 0.25), telephone band (p = 0.2) or codec damage, and gain -25..+6 dB. "
         "Training: whole clips from a random start (context rows before it, SILENCE_FLOOR before the stream, as "
-        "in the engine), class-balanced sampling, SpecAugment frequency masks, label smoothing 0.1, dropout 0.3, "
-        f"AdamW (weight decay 0.05), cosine schedule, {info.get('epochs', '?')} epochs; the epoch with the lowest "
-        f"validation loss is kept (epoch {info.get('best_epoch', '?')}). "
+        "in the engine), clip sampling balanced over (corpus, class) cells so that no class can be recognised by "
+        f"its corpus, SpecAugment frequency masks, label smoothing 0.1, dropout {dr}, AdamW (weight decay "
+        f"{info.get('weight_decay')}), lr 3e-3 with a cosine schedule, {info.get('epochs', '?')} epochs; the epoch "
+        "with the lowest class-balanced validation loss is kept"
+        + (f" (epoch {info.get('best_epoch')})" if ens == 1 else " (for each ensemble member)") + ". "
         f"Trained in {info.get('train_seconds', '?')} s on CPU.\n")
     add("**Your own data**: a `manifest.csv` with columns `file` (relative to the manifest), `label`, `split` "
         "(train / val; make it speaker-disjoint), `gender` (for the per-gender report). Labels may be corpus emotion "
@@ -200,7 +215,7 @@ def write_card(model: str, folder: Path | None = None) -> Path:
     for name, src, dst in CROSS:
         cx = _load(folder, f"eval_{name}.json")
         add(f"**{src} -> {dst}**\n")
-        add(f"```\npython -m training.affect --model {model} --corpora {src} --out runs/affect/{model}-{src}\n"
+        add(f"```\n{train_command(model, info, f' --corpora {src}')} --out runs/affect/{model}-{src}\n"
             f"python -m training.evaluate_affect --model {model} --folder runs/affect/{model}-{src} --corpora {dst} "
             f"--split all --name {name} --out deeptone_async/models/{model}\n```\n")
         if not cx:

@@ -1,4 +1,5 @@
-"""Write ``card.md`` for a model from its ``spec.json``, ``train_info.json`` and ``eval.json``.
+"""Write ``card.md`` for a model from ``training/card_templates/<model>.md`` and its
+``spec.json``, ``train_info.json`` and ``eval.json``.
 
     python -m training.cards --model speech
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from pathlib import Path
 
 from .data import data_root, read_manifest
 from .evaluate import MODELS_DIR
@@ -108,7 +110,7 @@ def main() -> None:
     spec = json.loads((folder / "spec.json").read_text())
     info = json.loads((folder / "train_info.json").read_text())
     ev = json.loads((folder / "eval.json").read_text())
-    tpl = (folder / "card_template.md").read_text()
+    tpl = (Path(__file__).parent / "card_templates" / f"{a.model}.md").read_text()
     subs = {
         "params": f"{info['params']:,}",
         "bytes": f"{info['onnx_bytes']:,}",
