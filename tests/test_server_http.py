@@ -122,3 +122,28 @@ def test_serve_command_serves_and_stops_gracefully(stop: signal.Signals) -> None
         proc.wait()
     assert proc.returncode == 0, err.decode()
     assert f"ws://127.0.0.1:{port}/stream" in out.decode()
+
+
+def test_the_cli_does_not_import_the_server_extra() -> None:
+    code = (
+        "import sys, deeptone_async.cli as c, deeptone_async.server.cli as s; c.build_parser(); "
+        "from deeptone_async.server import ServerSettings; ServerSettings(); "
+        "assert not {'starlette', 'uvicorn', 'websockets'} & set(sys.modules), sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+async def test_mounted_without_its_lifespan_streams_still_work(engine: Deeptone) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from deeptone_async.client import stream_to_server
+    from deeptone_async.server import create_app
+
+    inner = create_app(engine)
+    parent = Starlette(routes=[Mount("/dt", app=inner)])  # the lifespan is not passed on
+    async with running_server(parent) as srv:
+        async with stream_to_server(f"ws://127.0.0.1:{srv.port}/dt/stream", AUDIO, models="vad") as results:
+            got = [r async for r in results]
+    assert len(got) == 2
+    assert not inner.state.deeptone.scheduler.running  # each stream ran its own inference calls

@@ -19,6 +19,7 @@ from conftest import noise, tone
 from websockets.asyncio.client import connect
 
 from deeptone_async import Deeptone, ModelSpec
+from deeptone_async.framer import FrameBlock
 from deeptone_async.inference import StreamState
 from deeptone_async.server import (
     BatchScheduler,
@@ -246,3 +247,17 @@ async def test_batching_is_exact_for_feature_models_with_context(tmp_path: Path)
         assert srv.deeptone is not None and srv.deeptone.scheduler is not None
         assert srv.deeptone.scheduler.stats.largest > 1
     assert got == expected
+
+
+async def test_a_lone_fast_stream_is_not_held_back_by_the_batch_interval(engine: Deeptone) -> None:
+    _, plan = engine._plan(["vad"])
+
+    async def blocks() -> AsyncIterator[FrameBlock]:
+        for i in range(40):
+            yield FrameBlock(i, np.zeros((1, 1, 1024), np.float32), np.array([1024]))
+
+    async with BatchScheduler(interval_s=0.05) as scheduler:  # 40 batches would take 2 s
+        start = anyio.current_time()
+        done = [outputs async for _, outputs in scheduler.infer(blocks(), plan, [plan.new_stream()])]
+        assert len(done) == 40
+        assert anyio.current_time() - start < 1.0

@@ -9,11 +9,13 @@ runs each group as one :meth:`InferencePlan.run` over the stacked streams, in a 
 thread.
 
 The policy is *greedy with a minimum interval*: a batch starts as soon as a worker is
-free and at least ``interval_s`` has passed since the previous batch started, and takes
-every block waiting by then. A block that arrives after a quiet spell runs at once (a lone
-stream gets no delay); under load, batches start every ``interval_s`` at most, so the
-per-batch costs (a thread hop, Python bookkeeping) are paid a bounded number of times per
-second while the batches grow with the load. ``interval_s=0`` is purely greedy.
+free and at least ``interval_s`` has passed since the previous batch started (or at once
+when every stream is already waiting), and takes every block waiting by then. A block
+that arrives after a quiet spell runs at once (a lone stream gets no delay, and a single
+stream sent faster than real time is not throttled); under load, batches start every
+``interval_s`` at most, so the per-batch costs (a thread hop, Python bookkeeping) are paid
+a bounded number of times per second while the batches grow with the load.
+``interval_s=0`` is purely greedy.
 
 Per-stream state (recurrent state, feature history) stays with the stream; the
 scheduler only borrows it for the call. A stream never has more than one block in the
@@ -134,6 +136,8 @@ class BatchScheduler:
         self._limiter = anyio.CapacityLimiter(workers)
         self._pending: list[_Request] = []
         self._wake = anyio.Event()
+        self._all_waiting = anyio.Event()
+        self._streams = 0  # streams inside infer()
         self._tg: anyio.abc.TaskGroup | None = None
         self.stats = BatchStats()
 
@@ -188,6 +192,8 @@ class BatchScheduler:
         req = _Request(plan, samples, states)
         self._pending.append(req)
         self._wake.set()
+        if len(self._pending) >= self._streams:
+            self._all_waiting.set()  # nobody else can join this batch: no point waiting
         try:
             await req.done.wait()
         except BaseException:
@@ -207,9 +213,13 @@ class BatchScheduler:
         Applies backpressure: the next block is not pulled until this one's outputs are
         consumed.
         """
-        async for block in blocks:
-            outputs = await self.run(plan, block.samples, states)
-            yield block, outputs
+        self._streams += 1
+        try:
+            async for block in blocks:
+                outputs = await self.run(plan, block.samples, states)
+                yield block, outputs
+        finally:
+            self._streams -= 1
 
     async def _dispatch(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         slots = anyio.Semaphore(self._workers)
@@ -220,8 +230,10 @@ class BatchScheduler:
                 await self._wake.wait()
                 await slots.acquire()
                 wait = last_start + self._interval - anyio.current_time()
-                if wait > 0:
-                    await anyio.sleep(wait)
+                self._all_waiting = anyio.Event()
+                if wait > 0 and len(self._pending) < self._streams:
+                    with anyio.move_on_after(wait):
+                        await self._all_waiting.wait()
                 last_start = anyio.current_time()
                 batch, self._pending = self._pending, []
                 self._wake = anyio.Event()
