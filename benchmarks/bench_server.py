@@ -212,7 +212,7 @@ def bench_inference(core: int) -> None:
     from deeptone_async import Deeptone
 
     engine = Deeptone()
-    _, plan = engine._plan(["vad"])
+    _, plan = engine.plan(["vad"])
     print("| streams per call | CPU ms per call | CPU us per stream-frame |\n|---|---|---|")
     for batch in (1, 2, 4, 8, 16, 32, 64, 128, 256):
         states = [plan.new_stream() for _ in range(batch)]

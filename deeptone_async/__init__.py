@@ -16,6 +16,7 @@ from .errors import DeeptoneError as DeeptoneError
 from .errors import DeviceError as DeviceError
 from .errors import ModelError as ModelError
 from .errors import ParameterError as ParameterError
+from .errors import ServerError as ServerError
 from .errors import SinkError as SinkError
 from .errors import SourceError as SourceError
 from .errors import UnknownModelError as UnknownModelError
@@ -37,6 +38,7 @@ __all__ = [
     "ModelSpec",
     "ParameterError",
     "ResultStream",
+    "ServerError",
     "SinkError",
     "SourceError",
     "StreamStats",

@@ -34,7 +34,7 @@ import anyio
 import numpy as np
 import numpy.typing as npt
 
-from .errors import DeeptoneError, ParameterError
+from .errors import ParameterError, ServerError
 from .features import FRAME_SAMPLES, SAMPLE_RATE
 from .framer import FrameBlock, frames
 from .sources.base import Source, as_source
@@ -47,22 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["ClientStats", "ServerError", "ServerStream", "stream_to_server", "to_pcm16"]
 
 API_KEY_HEADER = "X-Api-Key"
-
-
-class ServerError(DeeptoneError):
-    """The server could not be reached, refused the stream or ended it with an error.
-
-    Attributes:
-        code: the WebSocket close code (1003 unsupported data, 1008 policy: key,
-            parameters, limits; 1009 message too big; 1011 server failure; 1012 server
-            restarting), or ``None`` when no connection was made.
-        error: the server's error message, when it sent one.
-    """
-
-    def __init__(self, message: str, *, code: int | None = None, error: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.error = error
 
 
 @dataclass

@@ -113,10 +113,18 @@ class Deeptone:
         """Validate the common arguments: specs, plan, frames per period, threshold."""
         period = check_output_period(output_period)
         threshold = check_volume_threshold(volume_threshold)
-        specs, plan = self._plan(models)
+        specs, plan = self.plan(models)
         return specs, plan, period, threshold
 
-    def _plan(self, models: ModelsArg) -> tuple[list[ModelSpec], InferencePlan]:
+    def plan(self, models: ModelsArg) -> tuple[list[ModelSpec], InferencePlan]:
+        """The specs and inference plan for ``models``: the engine's shared runners, plus the
+        speech detector when a voice model needs it. For building custom pipelines (the
+        server batches many streams' frames through one plan); each stream gets its own
+        state from ``plan.new_stream()``.
+
+        Raises:
+            UnknownModelError: a model that is not registered.
+        """
         specs = self._registry.resolve(models)
         detector = self._registry.runner(self._detector()) if any(s.voice for s in specs) else None
         return specs, InferencePlan([self._registry.runner(s) for s in specs], detector)
@@ -253,7 +261,7 @@ class Deeptone:
             ParameterError, UnknownModelError: bad arguments.
         """
         threshold = check_volume_threshold(volume_threshold)
-        specs, plan = self._plan(models)
+        specs, plan = self.plan(models)
         source = self._memory_source(data, rate_in)
         fmt = await source.open()
         if fmt.channels != 1:

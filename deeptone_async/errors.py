@@ -11,7 +11,8 @@ class also derives from the built-in, so ``except ValueError`` keeps working::
     │   └── DeviceError                  the microphone could not be opened or failed
     ├── ModelError                       a model spec or ONNX file is unusable
     │   └── UnknownModelError (ValueError)  a model name that is not registered
-    └── SinkError                        a sink could not write a result
+    ├── SinkError                        a sink could not write a result
+    └── ServerError                      a streaming server refused or ended a stream (client)
 
 A missing input file raises the built-in :class:`FileNotFoundError`. The original cause of
 a wrapped error is kept as ``__cause__``.
@@ -28,6 +29,7 @@ __all__ = [
     "DeviceError",
     "ModelError",
     "ParameterError",
+    "ServerError",
     "SinkError",
     "SourceError",
     "UnknownModelError",
@@ -76,3 +78,19 @@ class UnknownModelError(ModelError, ValueError):
 
 class SinkError(DeeptoneError):
     """A sink failed to accept a result."""
+
+
+class ServerError(DeeptoneError):
+    """A streaming server could not be reached, refused the stream or ended it with an error.
+
+    Attributes:
+        code: the WebSocket close code (1003 unsupported data, 1008 policy: key,
+            parameters, limits; 1009 message too big; 1011 server failure; 1012 server
+            restarting), or ``None`` when no connection was made.
+        error: the server's error message, when it sent one.
+    """
+
+    def __init__(self, message: str, *, code: int | None = None, error: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.error = error

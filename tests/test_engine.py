@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import SR, noise, tone
+
 from deeptone_async import (
     AudioFormatError,
     DecodeError,
@@ -18,7 +18,7 @@ from deeptone_async import (
     ParameterError,
     UnknownModelError,
 )
-from deeptone_async.sources import FileSource, IterableSource
+from deeptone_async.sources import FileSource
 
 
 def labels(series: list[dict], key: str = "vad") -> list[str]:

@@ -12,8 +12,8 @@ from contextlib import aclosing
 
 import numpy as np
 import pytest
-
 from conftest import SR
+
 from deeptone_async import Deeptone, DeviceError
 from deeptone_async.sources import MicrophoneSource
 

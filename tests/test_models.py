@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import SR, noise
-from deeptone_async import Deeptone, ModelError, ModelSpec
 from onnx_models import causal_conv_model, constant_model
+
+from deeptone_async import Deeptone, ModelError, ModelSpec
 
 
 @pytest.fixture(scope="module")

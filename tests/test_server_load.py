@@ -170,7 +170,7 @@ async def test_a_client_that_does_not_read_gets_backpressure_not_server_memory(e
 
 
 async def test_batched_outputs_equal_separate_runs(engine: Deeptone) -> None:
-    _, plan = engine._plan(["vad"])
+    _, plan = engine.plan(["vad"])
     rng = np.random.default_rng(3)
     frames = (rng.standard_normal((6, 5, 1024)) * 0.1).astype(np.float32)
     alone: list[list[StreamState]] = [[plan.new_stream()] for _ in range(6)]
@@ -193,7 +193,7 @@ async def test_batched_outputs_equal_separate_runs(engine: Deeptone) -> None:
 
 
 async def test_scheduler_groups_by_frame_count(engine: Deeptone) -> None:
-    _, plan = engine._plan(["vad"])
+    _, plan = engine.plan(["vad"])
     async with BatchScheduler() as scheduler:
         async with anyio.create_task_group() as tg:
             for n in (1, 1, 2, 3, 3, 3):
@@ -250,7 +250,7 @@ async def test_batching_is_exact_for_feature_models_with_context(tmp_path: Path)
 
 
 async def test_a_lone_fast_stream_is_not_held_back_by_the_batch_interval(engine: Deeptone) -> None:
-    _, plan = engine._plan(["vad"])
+    _, plan = engine.plan(["vad"])
 
     async def blocks() -> AsyncIterator[FrameBlock]:
         for i in range(40):

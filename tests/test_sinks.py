@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from deeptone_async import Deeptone, SinkError
-from deeptone_async.sinks import AudacityLabelSink, CallbackSink, CsvSink, JsonlSink, StdoutSink, audacity_labels, drain, tee
+from deeptone_async.sinks import (
+    AudacityLabelSink,
+    CallbackSink,
+    CsvSink,
+    JsonlSink,
+    StdoutSink,
+    audacity_labels,
+    drain,
+    tee,
+)
 from deeptone_async.testing import RecordingSink, check_sink
 
 

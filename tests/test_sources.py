@@ -6,8 +6,8 @@ import anyio
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import SR
+
 from deeptone_async import AudioFormat, Deeptone, SourceError
 from deeptone_async.sources import ArraySource, FileSource, IterableSource, TcpSource, as_source
 from deeptone_async.testing import check_source

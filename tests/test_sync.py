@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from conftest import REPO, SR
+
 from deeptone_async.sync import Deeptone
 
 COMPAT = REPO / "examples" / "deeptone_compat"

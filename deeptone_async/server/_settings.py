@@ -43,7 +43,7 @@ class ServerSettings:
             most this often and hold everything waiting, so the per-batch cost is paid a
             bounded number of times per second (about a third less CPU than 0 at 100
             streams here, for about 3 ms more median latency; see
-            ``benchmarks/RESULTS_server.md``). 0 runs a batch whenever a worker is free.
+            ``benchmarks/RESULTS.md``). 0 runs a batch whenever a worker is free.
         max_batch: most stream blocks stacked in one inference call.
         inference_workers: batches that may run at once (threads); 1 suits one core.
     """

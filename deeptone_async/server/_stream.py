@@ -80,7 +80,7 @@ class _BatchedResults:
         scheduler: BatchScheduler,
     ) -> None:
         period = check_output_period(params.output_period)
-        specs, plan = engine._plan(params.models)  # shared runners, state per stream
+        specs, plan = engine.plan(params.models)  # shared runners, state per stream
         states = [plan.new_stream()]
         framed = frames(chunks, AudioFormat(params.sample_rate))
         gated = gate(framed, params.volume_threshold)
