@@ -1,7 +1,12 @@
 """Train and export the two affect models, Arousal and Emotions, from acted emotional speech.
 
-    nice -n 10 python -m training.affect --model arousal            # -> deeptone_async/models/arousal/
-    nice -n 10 python -m training.affect --model emotions           # -> deeptone_async/models/emotions/
+    # the bundled models (each ~10-15 min on 2 busy CPU cores); -> deeptone_async/models/<model>/
+    nice -n 10 python -m training.affect --model arousal --epochs 60 --channels 64 --dropout 0.2 \
+        --weight-decay 1e-2 --ensemble 3
+    nice -n 10 python -m training.affect --model emotions --epochs 60 --channels 96 --dropout 0.1 \
+        --weight-decay 1e-2 --ensemble 3
+    python -m training.evaluate_affect --model arousal          # eval.json / eval.md (val split)
+    python -m training.affect_card arousal                      # card.md from the JSON results
 
     # cross-corpus runs (train on one corpus, test on the other with training.evaluate_affect)
     python -m training.affect --model arousal --corpora ravdess --out runs/affect/arousal-ravdess
@@ -26,6 +31,9 @@ context, SILENCE_FLOOR rows before the stream start), clip sampling balanced ove
 cells, SpecAugment
 frequency masks, label smoothing, dropout, AdamW weight decay, and keeps the epoch with the lowest
 validation loss (val split, clean audio).
+
+``--ensemble N`` trains N such models with different seeds and exports one graph that averages
+their probabilities.
 
 Model (``AffectNet``): normalise -> patchify conv (one vector per 64 ms frame) -> 4 causal valid
 depthwise-separable TCN blocks (helper-1's ``training.nets.Block``; 16 frames of context) -> causal

@@ -139,7 +139,7 @@ def write_card(model: str, folder: Path | None = None) -> Path:
         "research use, no explicit licence | (see left) |")
     add("| noise, music (shared corpora) | background mixed in for augmentation only | per clip; UrbanSound8K part CC "
         "BY-NC 3.0, some music CC BY-NC | train split |\n")
-    add(f"Training clips per class: {', '.join(f'{k} {v}' for k, v in cc.items())} (sampled class-balanced).\n")
+    add(f"Training clips per class: {', '.join(f'{k} {v}' for k, v in cc.items())} (sampled balanced over (corpus, class) cells).\n")
     add("**What the licences mean for these weights.** The weights are derived from RAVDESS (CC BY-NC-SA: "
         "non-commercial, share-alike) and EmoDB (research use only), and the augmentation used CC BY-NC noise. "
         "Treat the bundled model as **non-commercial / research use only**. Anyone needing commercial use must "
@@ -242,7 +242,11 @@ def write_card(model: str, folder: Path | None = None) -> Path:
         "but loud, close-microphone neutral speech can still read as `high`.\n"
         "- Fear, surprise and disgust were left out; the model still returns one of its labels for them "
         "(fear and surprise usually `high` / `irritated` or `happy`).\n"
-        "- EmoDB clips are cut to 2 s, so long German utterances were truncated in training.\n")
+        "- EmoDB clips are cut to 2 s, so long German utterances were truncated in training.\n"
+        "- **Quiet recordings**: the engine's default volume gate (`volume_threshold` 0.005 RMS = -46 dBFS) "
+        "reports quiet speech as `silence` before this model is consulted; many RAVDESS frames are that quiet "
+        "(median clip level -33 dBFS, 5th percentile -48 dBFS). Lower `volume_threshold` (e.g. 0.001) for "
+        "quiet audio.\n")
     out = folder / "card.md"
     out.write_text("\n".join(L).replace("\n\n\n", "\n\n"))
     return out
