@@ -129,3 +129,31 @@ def test_mapping_covers_the_corpora() -> None:
     for model, table in (("arousal", mapping.AROUSAL_MAP), ("emotions", mapping.EMOTIONS_MAP)):
         assert labels - set(table) == left_out[model]
         assert set(table.values()) == set(MODELS[model][1])
+
+
+def _recipe():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("arousal_recipe", REPO / "examples" / "arousal_recipe.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_arousal_recipe_shares() -> None:
+    share = _recipe().speech_share
+    assert share({"no_speech_fraction": 1.0, "silence_fraction": 0.0, "high_fraction": 0.0}, "high") is None
+    assert share({"no_speech_fraction": 0.25, "silence_fraction": 0.75}, "high") is None
+    f = {"high_fraction": 0.2, "neutral_fraction": 0.1, "low_fraction": 0.2, "no_speech_fraction": 0.4,
+         "silence_fraction": 0.1}
+    assert sum(share(f, k) for k in ("high", "neutral", "low")) == pytest.approx(1.0)
+    assert share(f, "high") == pytest.approx(0.4)
+
+
+def test_arousal_recipe_runs_on_the_sample() -> None:
+    import sys
+
+    out = subprocess.run([sys.executable, str(REPO / "examples" / "arousal_recipe.py")], capture_output=True,
+                         text=True, check=True, cwd=REPO, timeout=120).stdout
+    assert "high arousal:" in out and "low arousal:" in out, out
