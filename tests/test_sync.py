@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 from conftest import REPO, SR
 
 from deeptone_async.sync import Deeptone
@@ -59,12 +60,16 @@ def _run_example(name: str, wav: Path) -> str:
 def test_deeptone_stream_example_runs(speech_wav: Path) -> None:
     out = _run_example("real_time_processing.py", speech_wav)
     assert "Detected sample rate: 16000" in out
-    assert "Timestamp: 0ms\tresult: speech" in out
+    results = [line.split("result: ")[1].split()[0] for line in out.splitlines() if line.startswith("Timestamp:")]
+    frames = sf.info(str(speech_wav)).frames
+    assert len(results) == -(-frames // SR) and set(results) <= {"female", "male", "unknown", "no_speech", "silence"}
+    assert {"female", "male"} & set(results)
 
 
 def test_deeptone_bytes_example_runs(speech_wav: Path) -> None:
     out = _run_example("audio_bytes_processing.py", speech_wav)
-    assert "Time series:" in out and "Transitions:" in out and "Summary: speech:" in out
+    assert "Time series:" in out and "Transitions:" in out and "Summary: male: " in out
+    assert "raw results: male: " in out
 
 
 def test_analyse_file_example_runs() -> None:

@@ -1,7 +1,7 @@
 """DeepTone's "Real Time Processing" example 1 (streaming bytes from an audio file).
 
-Changed from DeepTone's page: the import lines (``deeptone`` -> ``deeptone_async.sync``),
-the path comes from the command line, and the model is Vad (Gender is not trained yet).
+Changed from DeepTone's page: the import line (``from deeptone import Deeptone`` ->
+``from deeptone_async.sync import Deeptone``) and the path, which comes from the command line.
 The license key is accepted and ignored.
 
     python examples/deeptone_compat/real_time_processing.py speech.wav
@@ -29,11 +29,11 @@ def input_generator(filepath, chunk_size=1024):
 engine = Deeptone(license_key="...")
 audio_generator = input_generator(sys.argv[1] if len(sys.argv) > 1 else "PATH_TO_AUDIO_FILE")
 output = engine.process_stream(
-    input_generator=audio_generator, models=[engine.models.Vad], output_period=1024, volume_threshold=0.005
+    input_generator=audio_generator, models=[engine.models.Gender], output_period=1024, volume_threshold=0.005
 )
 
 # Inspect the result
 for ts_result in output:
     ts = ts_result["timestamp"]
-    res = ts_result["results"]["vad"]
+    res = ts_result["results"]["gender"]
     print(f'Timestamp: {ts}ms\tresult: {res["result"]}' f' with confidence {res["confidence"]}')
