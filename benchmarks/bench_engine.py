@@ -57,11 +57,12 @@ def write_long_file(seconds: float, folder: Path) -> Path:
     return path
 
 
-def bench_rtf(models: list[str], minutes: float, repeats: int) -> None:
+def bench_rtf(models: list[str], minutes: float, repeats: int, detector: str | None = None) -> None:
     from deeptone_async import Deeptone
 
     pin_one_core()
-    engine = Deeptone(max_inference_threads=1)
+    engine = Deeptone(max_inference_threads=1, speech_detector=detector)
+    voice = any(getattr(engine.models, m).voice if engine.is_model_available(m) else False for m in models)
     with tempfile.TemporaryDirectory() as d:
         path = write_long_file(minutes * 60, Path(d))
         times, bare = [], []
@@ -73,7 +74,8 @@ def bench_rtf(models: list[str], minutes: float, repeats: int) -> None:
             if models == ["vad"]:
                 bare.append(_bare_silero(audio))
     med = statistics.median(times)
-    row = (f"| process_file real-time factor, {'+'.join(models)}, {minutes:g} min file, 1 core | "
+    with_detector = f" (+ speech detector {detector or 'vad'})" if voice else ""
+    row = (f"| process_file real-time factor, {'+'.join(models)}{with_detector}, {minutes:g} min file, 1 core | "
            f"{minutes * 60 / med:.0f}x (median of {repeats}; {med:.2f} s per run)")
     if bare:
         b = statistics.median(bare)
@@ -187,7 +189,8 @@ def bench_memory(minutes: float, models: list[str]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["rtf", "streams", "startup", "memory", "all"])
-    p.add_argument("--models", default="vad")
+    p.add_argument("--models", default="vad", help="comma-separated; 'each' runs every model on its own")
+    p.add_argument("--detector", default=None, help="speech detector for voice models (default: the engine's)")
     p.add_argument("--minutes", type=float, default=None)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--counts", default="25,50,75,100")
@@ -198,7 +201,13 @@ def main() -> None:
     if args.what in ("startup", "all"):
         bench_startup(max(args.repeats, 5))
     if args.what in ("rtf", "all"):
-        bench_rtf(models, args.minutes or 10, args.repeats)
+        if models == ["each"]:
+            from deeptone_async import Deeptone
+
+            for spec in Deeptone().models:
+                bench_rtf([spec.key], args.minutes or 10, args.repeats, args.detector)
+        else:
+            bench_rtf(models, args.minutes or 10, args.repeats, args.detector)
     if args.what in ("streams", "all"):
         bench_streams([int(c) for c in args.counts.split(",")], args.seconds, models)
     if args.what in ("memory", "all"):

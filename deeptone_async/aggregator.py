@@ -123,31 +123,38 @@ def transitions(spec: ModelSpec, log: FrameLog) -> list[dict[str, Any]]:
     return out
 
 
-def _period(
+def _periods(
     spec: ModelSpec,
     labels: IntArray,
     conf: Float32,
     weights: IntArray,
     probs: Float32,
     silent: npt.NDArray[np.bool_],
-    include_raw: bool,
-) -> tuple[dict[str, Any], dict[str, float] | None]:
+) -> tuple[IntArray, Float32, Float32]:
+    """Decide ``P`` periods of ``k`` frames at once (all arrays ``(P, k, ...)``).
+
+    Returns each period's label index, mean confidence of that label's frames, and mean
+    probabilities over its non-silent frames (over all its frames when all are silent).
+    """
     n_labels = len(spec.output_labels)
-    cover = np.bincount(labels, weights=weights, minlength=n_labels)
-    conf_sum = np.bincount(labels, weights=conf, minlength=n_labels)
-    best = int(np.lexsort((conf_sum, cover))[-1])
-    chosen = labels == best
-    result = {"result": spec.output_labels[best], "confidence": _r(conf[chosen].mean())}
-    raw = None
-    if include_raw:
-        use = ~silent if (~silent).any() else np.ones_like(silent)
-        mean = probs[use].mean(axis=0)
-        raw = {lab: _r(mean[i]) for i, lab in enumerate(spec.labels)}
-    return result, raw
+    onehot = labels[..., None] == np.arange(n_labels)  # (P, k, L)
+    cover = np.einsum("pkl,pk->pl", onehot, weights.astype(np.float64))
+    conf_sum = np.einsum("pkl,pk->pl", onehot, conf.astype(np.float64))
+    # most audio first, then the higher summed confidence (conf_sum / (k + 1) < 1 sample)
+    best = np.argmax(cover + conf_sum / (labels.shape[1] + 1), axis=1)
+    chosen = labels == best[:, None]
+    mean_conf = (np.where(chosen, conf, 0).sum(axis=1) / chosen.sum(axis=1)).astype(np.float32)
+    use = ~silent
+    use[~use.any(axis=1)] = True
+    raw = (np.einsum("pkc,pk->pc", probs, use.astype(np.float32)) / use.sum(axis=1, keepdims=True)).astype(np.float32)
+    return best, mean_conf, raw
 
 
 class Aggregator:
     """Turns frame outputs into period results for every channel (synchronous core).
+
+    Frames wait until their period is complete; every complete period of a block is then
+    decided at once with array operations.
 
     Args:
         specs: the models whose results are reported.
@@ -170,46 +177,32 @@ class Aggregator:
         self._channels = channels
         self._raw = include_raw
         self._logs = [{s.key: FrameLog() for s in self._specs} for _ in range(channels)] if keep_log else None
-        self._buf: list[dict[str, Any]] = []  # pending frames of the current period
-        self._buffered = 0
+        self._pending: dict[str, Any] | None = None  # frames of the period in progress
         self._next_period = 0
 
     def push(self, block: FrameBlock, outputs: FrameOutputs) -> list[list[dict[str, Any]]]:
         """Results of the periods that ``block`` completes: ``[channel][period]``."""
         assert block.silent is not None, "the gate must run before the aggregator"
-        decided: dict[str, tuple[IntArray, Float32]] = {}
+        frames: dict[str, Any] = {"valid": block.valid, "silent": block.silent}
         for spec in self._specs:
             labels, conf = decide(spec, outputs.probs[spec.key], block.silent, outputs.speech)
-            decided[spec.key] = (labels, conf)
+            frames[spec.key] = (labels, conf, outputs.probs[spec.key])
             if self._logs is not None:
                 for c in range(self._channels):
                     self._logs[c][spec.key].append(labels[c], conf[c], block.valid)
-        results: list[list[dict[str, Any]]] = [[] for _ in range(self._channels)]
-        lo = 0
-        n = block.n_frames
-        while lo < n:
-            take = min(n - lo, self._period - self._buffered)
-            sl = slice(lo, lo + take)
-            self._buf.append(
-                {
-                    "valid": block.valid[sl],
-                    "silent": block.silent[:, sl],
-                    "probs": {k: v[:, sl] for k, v in outputs.probs.items()},
-                    "decided": {k: (lab[:, sl], cf[:, sl]) for k, (lab, cf) in decided.items()},
-                }
-            )
-            self._buffered += take
-            lo += take
-            if self._buffered == self._period:
-                self._emit(results)
-        return results
+        if self._pending is not None:
+            frames = _join(self._pending, frames)
+        n = frames["valid"].shape[0]
+        whole = n - n % self._period
+        self._pending = _cut(frames, whole, None) if whole < n else None
+        return self._emit(_cut(frames, 0, whole), self._period) if whole else [[] for _ in range(self._channels)]
 
     def finish(self) -> list[list[dict[str, Any]]]:
         """The final partial period's results, if any frames are pending."""
-        results: list[list[dict[str, Any]]] = [[] for _ in range(self._channels)]
-        if self._buffered:
-            self._emit(results)
-        return results
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return [[] for _ in range(self._channels)]
+        return self._emit(pending, pending["valid"].shape[0])
 
     def summary(self, channel: int) -> dict[str, dict[str, float]]:
         """Summary fractions per model for ``channel`` (needs ``keep_log``)."""
@@ -221,26 +214,55 @@ class Aggregator:
         assert self._logs is not None
         return {s.key: transitions(s, self._logs[channel][s.key]) for s in self._specs}
 
-    def _emit(self, results: list[list[dict[str, Any]]]) -> None:
-        buf, self._buf, self._buffered = self._buf, [], 0
-        weights = np.concatenate([b["valid"] for b in buf])
-        timestamp = self._next_period * self._period * FRAME_MS
-        self._next_period += 1
+    def _emit(self, frames: dict[str, Any], k: int) -> list[list[dict[str, Any]]]:
+        n_periods = frames["valid"].shape[0] // k
+        first = self._next_period
+        self._next_period += n_periods
+        weights = frames["valid"].reshape(n_periods, k)
+        results: list[list[dict[str, Any]]] = []
         for c in range(self._channels):
-            silent = np.concatenate([b["silent"][c] for b in buf])
-            item: dict[str, Any] = {"timestamp": timestamp, "results": {}}
-            raws: dict[str, dict[str, float]] = {}
+            silent = frames["silent"][c].reshape(n_periods, k)
+            decided = {}
             for spec in self._specs:
-                labels = np.concatenate([b["decided"][spec.key][0][c] for b in buf])
-                conf = np.concatenate([b["decided"][spec.key][1][c] for b in buf])
-                probs = np.concatenate([b["probs"][spec.key][c] for b in buf])
-                res, raw = _period(spec, labels, conf, weights, probs, silent, self._raw)
-                item["results"][spec.key] = res
-                if raw is not None:
-                    raws[spec.key] = raw
-            if self._raw:
-                item["raw"] = raws
-            results[c].append(item)
+                labels, conf, probs = (x[c] for x in frames[spec.key])
+                decided[spec.key] = _periods(
+                    spec, labels.reshape(n_periods, k), conf.reshape(n_periods, k), weights,
+                    probs.reshape(n_periods, k, -1), silent,
+                )
+            items = []
+            for p in range(n_periods):
+                item: dict[str, Any] = {"timestamp": (first + p) * self._period * FRAME_MS, "results": {}}
+                for spec in self._specs:
+                    best, mean_conf, _ = decided[spec.key]
+                    item["results"][spec.key] = {"result": spec.output_labels[best[p]], "confidence": _r(mean_conf[p])}
+                if self._raw:
+                    item["raw"] = {
+                        spec.key: {lab: _r(decided[spec.key][2][p, i]) for i, lab in enumerate(spec.labels)}
+                        for spec in self._specs
+                    }
+                items.append(item)
+            results.append(items)
+        return results
+
+
+def _cut(frames: dict[str, Any], lo: int, hi: int | None) -> dict[str, Any]:
+    """Frames ``lo:hi`` of a frame dict (``valid`` is per frame, the rest per channel)."""
+    out: dict[str, Any] = {"valid": frames["valid"][lo:hi], "silent": frames["silent"][:, lo:hi]}
+    for key, value in frames.items():
+        if key not in out:
+            out[key] = tuple(x[:, lo:hi] for x in value)
+    return out
+
+
+def _join(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "valid": np.concatenate([a["valid"], b["valid"]]),
+        "silent": np.concatenate([a["silent"], b["silent"]], axis=1),
+    }
+    for key, value in a.items():
+        if key not in out:
+            out[key] = tuple(np.concatenate([x, y], axis=1) for x, y in zip(value, b[key]))
+    return out
 
 
 async def aggregate(

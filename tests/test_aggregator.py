@@ -45,3 +45,20 @@ def test_transitions_merge_neighbours_and_cover_input() -> None:
 def test_empty_input_gives_empty_results() -> None:
     assert transitions(SPEC, FrameLog()) == []
     assert set(summarise(SPEC, FrameLog()).values()) == {0.0}
+
+
+def test_period_takes_the_label_covering_most_audio_then_the_more_confident() -> None:
+    from deeptone_async.aggregator import _periods
+
+    idx = {lab: i for i, lab in enumerate(SPEC.output_labels)}
+    labels = np.array([[idx["a"], idx["a"], idx["b"], idx["silence"]],   # a covers most
+                       [idx["a"], idx["b"], idx["b"], idx["a"]]])         # tie: b more confident
+    conf = np.array([[0.6, 0.8, 0.9, 1.0], [0.7, 0.9, 0.95, 0.6]], np.float32)
+    weights = np.full((2, 4), 1024)
+    probs = np.array([[[0.6, 0.4]] * 3 + [[0.0, 1.0]], [[0.5, 0.5]] * 4], np.float32)
+    silent = np.array([[False, False, False, True], [True] * 4])
+    best, mean_conf, raw = _periods(SPEC, labels, conf, weights, probs, silent)
+    assert [SPEC.output_labels[b] for b in best] == ["a", "b"]
+    np.testing.assert_allclose(mean_conf, [0.7, 0.925], rtol=1e-6)
+    np.testing.assert_allclose(raw[0], [0.6, 0.4], rtol=1e-6)  # the silent frame's probabilities are left out
+    np.testing.assert_allclose(raw[1], [0.5, 0.5], rtol=1e-6)  # all silent: all frames count
