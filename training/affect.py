@@ -175,7 +175,7 @@ def _whole_frames(x: np.ndarray) -> np.ndarray:
 
 
 def make_item(x: np.ndarray, rng: np.random.Generator | None, bgs: list[Clip],
-              speed: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+              speed: float = 0.1, level: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Features and label mask of one (possibly augmented) version of a clip."""
     if rng is not None:
         f = rng.uniform(1 - speed, 1 + speed)
@@ -195,7 +195,12 @@ def make_item(x: np.ndarray, rng: np.random.Generator | None, bgs: list[Clip],
             act = np.repeat(speech_mask(clean, hang=0), FRAME_SAMPLES)
             x = A.mix_at_snr(x, bg, rng.uniform(5, 30), act[: len(x)])
         x = A.channel(x, rng, p_tel=0.2, p_codec=0.15, p_rev=0.25)
-        x = A.gain(x, rng.uniform(-25, 6))
+        if level is not None:  # absolute level: the clip's 95th-percentile frame level -> U(level) dBFS
+            fdb = frame_db_from_hops(hop_db(x))
+            ref = float(np.percentile(fdb, 95)) if len(fdb) else -100.0
+            x = A.gain(x, rng.uniform(*level) - ref)
+        else:
+            x = A.gain(x, rng.uniform(-25, 6))
         clean = A.gain(clean, 0.0)
     feats = logmel(x)
     return feats.astype(np.float16), speech_mask(clean, x)
@@ -212,12 +217,14 @@ def load_affect(corpora, manifests, mapping: dict[str, str], labels: list[str]):
     return out, clips
 
 
-def build_versions(clips: list[Clip], versions: int, bg_corpora, seed: int, tag: str, speed: float = 0.1):
+def build_versions(clips: list[Clip], versions: int, bg_corpora, seed: int, tag: str, speed: float = 0.1,
+                   level: tuple[float, float] | None = None):
     """``versions`` versions (features, label mask) of every clip, version 0 clean; cached in
     training/cache/ per corpus, so every model and run shares them."""
     key = hashlib.sha1(json.dumps([[c.corpus, c.file, len(c.audio)] for c in clips]
                                   + [versions, list(bg_corpora), seed, 3]
-                                  + ([speed] if speed != 0.1 else [])).encode()).hexdigest()[:10]
+                                  + ([speed] if speed != 0.1 else []) + ([list(level)] if level else [])
+                                  ).encode()).hexdigest()[:10]
     path = CACHE / f"affect-{tag}-{key}.npz"
     if path.exists():
         z = np.load(path)
@@ -230,7 +237,7 @@ def build_versions(clips: list[Clip], versions: int, bg_corpora, seed: int, tag:
     out = []
     t = time.time()
     for v in range(versions):
-        out.append([make_item(c.float_audio(), rng if v else None, bgs, speed) for c in clips])
+        out.append([make_item(c.float_audio(), rng if v else None, bgs, speed, level) for c in clips])
         print(f"{tag} version {v}: {len(clips)} clips in {time.time() - t:.0f}s", flush=True)
     flat = [fm for row in out for fm in row]
     offs = np.concatenate([[0], np.cumsum([len(f) for f, _ in flat])])
@@ -242,14 +249,14 @@ def build_versions(clips: list[Clip], versions: int, bg_corpora, seed: int, tag:
 
 
 def build_items(clips: list[tuple[Clip, int]], all_clips: list[Clip], versions: int, bg_corpora,
-                seed: int, speed: float = 0.1) -> list[list[Item]]:
+                seed: int, speed: float = 0.1, level: tuple[float, float] | None = None) -> list[list[Item]]:
     """Items[version][i] for the labelled ``clips`` (a subset of ``all_clips``)."""
     where = {id(c): i for i, c in enumerate(all_clips)}
     corpora = sorted({c.corpus for c in all_clips})
     vers = {}
     for name in corpora:
         group = [c for c in all_clips if c.corpus == name]
-        vs = build_versions(group, versions, bg_corpora, seed, name, speed)
+        vs = build_versions(group, versions, bg_corpora, seed, name, speed, level)
         for j, c in enumerate(group):
             vers[id(c)] = [vs[v][j] for v in range(versions)]
     return [[Item(where[id(c)], y, *vers[id(c)][v]) for c, y in clips] for v in range(versions)]
@@ -336,6 +343,9 @@ def main() -> None:
                     help="background corpora for noise mixing (no names = white noise only)")
     ap.add_argument("--versions", type=int, default=6, help="1 clean + N-1 augmented copies per clip")
     ap.add_argument("--speed", type=float, default=0.1, help="speed perturbation: factor in 1 +- SPEED")
+    ap.add_argument("--level", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="augmented copies get an absolute level: the clip's 95th-percentile frame level "
+                         "drawn from U(LO, HI) dBFS (default: a relative gain of -25..+6 dB)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -361,7 +371,8 @@ def main() -> None:
           f"{np.bincount([y for _, y in train], minlength=K).tolist()} val "
           f"{np.bincount([y for _, y in val], minlength=K).tolist()}", flush=True)
     t0 = time.time()
-    items = build_items(train + val, all_clips, a.versions, a.bg_corpora, a.seed, a.speed)
+    items = build_items(train + val, all_clips, a.versions, a.bg_corpora, a.seed, a.speed,
+                        tuple(a.level) if a.level else None)
     tr_items = [row[: len(train)] for row in items]
     va_items = items[0][len(train) :]
     print(f"features ready in {time.time() - t0:.0f}s", flush=True)
@@ -399,7 +410,7 @@ def main() -> None:
                   train_seconds=round(time.time() - t0), corpora=corpora, manifests=a.manifest,
                   mapping={k: v for k, v in mapping.items() if k not in labels}, versions=a.versions,
                   bg_corpora=a.bg_corpora, channels=a.channels, dropout=a.dropout, lr=a.lr,
-                  weight_decay=a.weight_decay, ensemble=a.ensemble, speed=a.speed, n_train_clips=len(train), n_val_clips=len(val),
+                  weight_decay=a.weight_decay, ensemble=a.ensemble, speed=a.speed, level=a.level, n_train_clips=len(train), n_val_clips=len(val),
                   train_class_counts=dict(zip(labels, counts.tolist())), history=history)
     (folder / "train_info.json").write_text(json.dumps(checks, indent=1) + "\n")
     print(json.dumps({k: v for k, v in checks.items() if k != "history"}, indent=1), flush=True)

@@ -83,6 +83,8 @@ def train_command(model: str, info: dict, extra: str = "") -> str:
                       ("weight-decay", "weight_decay"), ("speed", "speed"), ("ensemble", "ensemble")):
         if key in info:
             cmd += f" --{flag} {info[key]}"
+    if info.get("level"):
+        cmd += f" --level {info['level'][0]:g} {info['level'][1]:g}"
     return cmd
 
 
@@ -173,8 +175,10 @@ def write_card(model: str, folder: Path | None = None) -> Path:
         f"Each training clip has {info.get('versions', 6)} cached versions: the clean clip and augmented copies with "
         f"speed perturbation (resample-based, pitch and tempo together, x{1 - info.get('speed', 0.1):.2f}-"
         f"{1 + info.get('speed', 0.1):.2f}), noise or music mixed at 5-30 dB "
-        "SNR (p = 0.5), reverberation (p = 0.25), telephone band (p = 0.2) or codec damage, and gain -25..+6 dB. "
-        "Training: whole clips from a random start (context rows before it, SILENCE_FLOOR before the stream, as "
+        "SNR (p = 0.5), reverberation (p = 0.25), telephone band (p = 0.2) or codec damage, and "
+        + (f"an absolute level (the clip's 95th-percentile 64 ms frame level drawn from {info['level'][0]:g}.."
+           f"{info['level'][1]:g} dBFS). " if info.get("level") else "a gain of -25..+6 dB (relative to the clip's own level). ")
+        + "Training: whole clips from a random start (context rows before it, SILENCE_FLOOR before the stream, as "
         "in the engine), clip sampling balanced over (corpus, class) cells so that no class can be recognised by "
         f"its corpus, SpecAugment frequency masks, label smoothing 0.1, dropout {dr}, AdamW (weight decay "
         f"{info.get('weight_decay')}), lr 3e-3 with a cosine schedule, {info.get('epochs', '?')} epochs; the epoch "
