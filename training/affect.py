@@ -2,9 +2,9 @@
 
     # the bundled models (each ~10-15 min on 2 busy CPU cores); -> deeptone_async/models/<model>/
     nice -n 10 python -m training.affect --model arousal --epochs 60 --channels 64 --dropout 0.2 \
-        --weight-decay 1e-2 --ensemble 3
+        --weight-decay 1e-2 --level -50 -5 --ensemble 3
     nice -n 10 python -m training.affect --model emotions --epochs 60 --channels 96 --dropout 0.1 \
-        --weight-decay 1e-2 --ensemble 3
+        --weight-decay 1e-2 --level -50 -5 --ensemble 3
     python -m training.evaluate_affect --model arousal          # eval.json / eval.md (val split)
     python -m training.affect_card arousal                      # card.md from the JSON results
 
