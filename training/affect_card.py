@@ -303,9 +303,10 @@ def write_card(model: str, folder: Path | None = None) -> Path:
         "expression varies within an utterance; frame decisions are noisier than clip decisions.\n"
         "- **Recording level** is a strong arousal cue in acted data; level augmentation reduces the dependence "
         "but loud, close-microphone neutral speech can still read as `high`.\n"
-        "- Fear, surprise and disgust were left out; the model still returns one of its labels for them "
-        "(fear and surprise usually `high` / `irritated` or `happy`).\n"
-        "- EmoDB clips are cut to 2 s, so long German utterances were truncated in training.\n"
+        + ("- Disgust was left out; the model still returns one of its labels for it.\n" if model == "arousal" else
+           "- Fear, surprise and disgust were left out; the model still returns one of its labels for them "
+           "(expect fear and surprise mostly as `irritated` or `happy`, untested).\n")
+        + "- EmoDB clips are cut to 2 s, so long German utterances were truncated in training.\n"
         "- **Quiet recordings**: the engine's default volume gate (`volume_threshold` 0.005 RMS = -46 dBFS) "
         "reports quiet speech as `silence` before this model is consulted; many RAVDESS frames are that quiet "
         "(median clip level -33 dBFS, 5th percentile -48 dBFS). Lower `volume_threshold` (e.g. 0.001) for "
