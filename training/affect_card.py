@@ -242,10 +242,13 @@ def write_card(model: str, folder: Path | None = None) -> Path:
                     f"{_f(mal['clips']['balanced_accuracy'])} (gap {100 * gap:+.1f} points). ")
             if abs(gap) > 0.05:
                 worse = "male" if gap > 0 else "female"
+                better = "female" if worse == "male" else "male"
                 wm = ev["metrics"][f"gender={worse}"]["clips"]["recall"]
-                weakest = min(wm, key=wm.get)
+                bm = ev["metrics"][f"gender={better}"]["clips"]["recall"]
+                weakest = max(wm, key=lambda k: bm.get(k, 0) - wm[k])
                 text += (f"**This gap is a defect, not fixed in this version**: the model is clearly weaker for "
-                         f"{worse} voices, above all on `{weakest}` ({worse} recall {_f(wm[weakest])}; per corpus "
+                         f"{worse} voices, above all on `{weakest}` ({worse} recall {_f(wm[weakest])}, {better} "
+                         f"{_f(bm.get(weakest))}; per corpus "
                          "and gender in the table above). The val split has only 6 speakers (4 RAVDESS, 2 EmoDB, "
                          "3 per gender), so part of the gap is speaker-to-speaker variation, but it should be "
                          "re-checked with more speakers before relying on the model for male speech.\n")
