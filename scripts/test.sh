@@ -21,6 +21,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test,mic,server]'
+# The training code's tests need torch; only this exact version (a local CPU wheel here) is
+# allowed: a plain `torch` would pull gigabytes of CUDA. Without it those tests skip.
+python3 -m pip install -q --disable-pip-version-check torch==2.13.0 onnxscript >/dev/null 2>&1 \
+  || echo "scripts/test.sh: torch==2.13.0 not installable here; training tests will skip" >&2
 
 started_jack=""
 if command -v jackd >/dev/null && ! pgrep -x jackd >/dev/null; then

@@ -2,8 +2,9 @@
 
 For every model folder that has been exported: the spec loads through the engine's
 ``ModelSpec``, the ONNX is <= 5 MB with the right input/output names and shapes, a long
-sequence equals the same sequence run in random pieces with the context carried, and one
-onnxruntime thread runs >= 1000x real time on 64-frame chunks.
+sequence equals the same sequence run in random pieces with the context carried. Speed is
+measured by benchmarks (``benchmarks/bench_engine.py rtf``), not here. Skipped without torch
+(the training extra).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import pytest
 
 from deeptone_async.spec import ModelSpec
 
-from .evaluate import MODELS_DIR
-from .export import check_streaming, session, speed_us_per_frame
+pytest.importorskip("torch", reason="the training code needs torch==2.13.0")
+
+from .evaluate import MODELS_DIR  # noqa: E402
+from .export import check_streaming, session  # noqa: E402
 
 FOLDERS = [p for p in ("speech", "speech_rt", "gender") if (MODELS_DIR / p / "model.onnx").exists()]
 
@@ -39,9 +42,3 @@ def test_spec_and_shapes(name: str) -> None:
 def test_streaming_equals_whole(name: str) -> None:
     spec = ModelSpec.from_folder(MODELS_DIR / name)
     assert check_streaming(spec.onnx, spec.context_frames) < 1e-5
-
-
-@pytest.mark.parametrize("name", FOLDERS)
-def test_speed_1000x_realtime(name: str) -> None:
-    spec = ModelSpec.from_folder(MODELS_DIR / name)
-    assert speed_us_per_frame(spec.onnx, spec.context_frames) <= 64.0
