@@ -324,7 +324,10 @@ def evaluate_items(model: AffectNet, items: list[Item], n_labels: int, bs: int =
                     continue
                 np.add.at(fcm, (Yn[b][m], P[b][m].argmax(-1)), 1)
                 ccm[it.y, P[b][m].mean(0).argmax()] += 1
-    uar = lambda cm: float(np.mean(cm.diagonal()[cm.sum(1) > 0] / cm.sum(1)[cm.sum(1) > 0]))
+    def uar(cm: np.ndarray) -> float:
+        seen = cm.sum(1) > 0
+        return float(np.mean(cm.diagonal()[seen] / cm.sum(1)[seen]))
+
     present = cls_n > 0
     return float(np.mean(cls_loss[present] / cls_n[present])), uar(fcm), uar(ccm)
 

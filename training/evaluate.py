@@ -32,7 +32,17 @@ import numpy as np
 from deeptone_async.features import FRAME_SAMPLES, logmel
 
 from . import augment as A
-from .data import ALL_CORPORA, REPO, SPEECH_CORPORA, Clip, active_frames, frame_db_from_hops, hangover, hop_db, load_corpora
+from .data import (
+    ALL_CORPORA,
+    REPO,
+    SPEECH_CORPORA,
+    Clip,
+    active_frames,
+    frame_db_from_hops,
+    hangover,
+    hop_db,
+    load_corpora,
+)
 from .export import session, stream
 from .sampler import GATE_DB, GENDERS, SMO
 

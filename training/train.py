@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from .data import ALL_CORPORA, CACHE, REPO, SPEECH_CORPORA, load_corpora, split
-from .export import check_folder, check_streaming, check_torch_vs_ort, export_onnx
+from .export import check_folder, check_torch_vs_ort, export_onnx
 from .nets import CausalTCN, n_params
 from .sampler import GENDERS, IGNORE, SMO, Sampler, TaskCfg, precompute_rows
 
@@ -145,7 +145,6 @@ def main() -> None:
         if step % 100 == 0:
             model.eval()
             with torch.no_grad():
-                correct = tot = 0
                 vl = []
                 per = np.zeros((len(m["labels"]), 2))
                 for vf, vy in vbatches:
