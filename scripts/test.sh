@@ -38,4 +38,5 @@ if command -v jackd >/dev/null && ! pgrep -x jackd >/dev/null; then
 fi
 
 python3 -m mypy
+python3 -m ruff check deeptone_async tests examples benchmarks training --select E,F,W,I,B,UP --ignore E501,B905
 python3 -m pytest -q -p no:cacheprovider "$@"
