@@ -7,12 +7,12 @@ comes back on its input bit-exact (float32). Skipped where no such device exists
 from __future__ import annotations
 
 import asyncio
-import threading
 from contextlib import aclosing
 
 import numpy as np
 import pytest
 from conftest import SR
+from loopback import Player, loopback_device
 
 from deeptone_async import Deeptone, DeviceError
 from deeptone_async.sources import MicrophoneSource
@@ -21,40 +21,8 @@ sd = pytest.importorskip("sounddevice")
 pytestmark = pytest.mark.mic
 
 
-def _has_loopback() -> bool:
-    try:
-        return any(d["name"] == "loopback" and d["max_input_channels"] > 0 for d in sd.query_devices())
-    except Exception:
-        return False
-
-
-if not _has_loopback():
+if not loopback_device():
     pytest.skip("no JACK 'loopback' device (scripts/test.sh starts jackd)", allow_module_level=True)
-
-
-class Player:
-    """Plays a signal into the loopback device from a callback stream (then silence)."""
-
-    def __init__(self, signal: np.ndarray) -> None:
-        self.signal = signal.astype(np.float32)
-        self.pos = 0
-        self.done = threading.Event()
-        self.stream = sd.OutputStream(device="loopback", samplerate=SR, channels=1, dtype="float32", callback=self._cb)
-
-    def _cb(self, outdata, frames, time, status) -> None:
-        n = max(0, min(frames, len(self.signal) - self.pos))
-        outdata[:] = 0
-        outdata[:n, 0] = self.signal[self.pos : self.pos + n]
-        self.pos += frames
-        if self.pos >= len(self.signal):
-            self.done.set()
-
-    def __enter__(self) -> Player:
-        self.stream.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stream.close()
 
 
 async def test_capture_is_bit_exact() -> None:

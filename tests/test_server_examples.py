@@ -14,9 +14,7 @@ import os
 import signal
 import socket
 import sys
-import threading
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
@@ -25,6 +23,7 @@ import pytest
 import soundfile as sf
 from anyio.abc import Process
 from conftest import SR
+from loopback import Player, loopback_device
 
 from deeptone_async import Deeptone
 from deeptone_async.client import stream_to_server
@@ -48,35 +47,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def loopback_device() -> bool:
-    try:
-        import sounddevice as sd
-
-        return any(d["name"] == "loopback" and d["max_input_channels"] > 0 for d in sd.query_devices())
-    except Exception:
-        return False
-
-
-class Player:
-    """Plays a signal into the loopback device from a callback stream (then silence)."""
-
-    def __init__(self, signal: np.ndarray) -> None:
-        import sounddevice as sd
-
-        self.signal = signal.astype(np.float32)
-        self.pos = 0
-        self.done = threading.Event()
-        self.stream = sd.OutputStream(device="loopback", samplerate=SR, channels=1, dtype="float32", callback=self._cb)
-
-    def _cb(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
-        n = max(0, min(frames, len(self.signal) - self.pos))
-        outdata[:] = 0
-        outdata[:n, 0] = self.signal[self.pos : self.pos + n]
-        self.pos += frames
-        if self.pos >= len(self.signal):
-            self.done.set()
 
 
 @pytest.mark.mic

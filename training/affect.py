@@ -59,7 +59,7 @@ from deeptone_async.features import FRAME_SAMPLES, N_MELS, SILENCE_FLOOR, SUBFRA
 
 from . import augment as A
 from .data import CACHE, REPO, Clip, active_frames, frame_db_from_hops, hangover, hop_db, load_corpora
-from .nets import Block, n_params
+from .nets import add_stem, n_params
 from .sampler import GATE_DB, IGNORE
 
 AFFECT_CORPORA = ("ravdess", "emodb")
@@ -124,13 +124,7 @@ class AffectNet(nn.Module):
                  hidden: int = 64) -> None:
         super().__init__()
         self.context_frames = sum((k - 1) * d for k, d in blocks) + pool - 1
-        m = np.zeros(N_MELS, np.float32) if mean is None else mean.astype(np.float32)
-        s = np.ones(N_MELS, np.float32) if std is None else std.astype(np.float32)
-        self.register_buffer("mean", torch.from_numpy(m).view(1, 1, N_MELS))
-        self.register_buffer("inv_std", torch.from_numpy(1.0 / s).view(1, 1, N_MELS))
-        self.patch = nn.Conv1d(N_MELS, channels, SUBFRAMES, stride=SUBFRAMES, bias=False)
-        self.bn0 = nn.BatchNorm1d(channels)
-        self.blocks = nn.Sequential(*[Block(channels, k, d) for k, d in blocks])
+        add_stem(self, channels, list(blocks), mean, std)
         self.pool = nn.AvgPool1d(pool, stride=1)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Sequential(nn.Conv1d(2 * channels, hidden, 1), nn.ReLU(), nn.Dropout(dropout),

@@ -33,19 +33,27 @@ class Block(nn.Module):
         return (x[:, :, self.trim :] if self.trim else x) + y
 
 
+def add_stem(module: nn.Module, channels: int, blocks: list[tuple[int, int]],
+             mean: np.ndarray | None, std: np.ndarray | None) -> None:
+    """Give ``module`` the shared stem: per-mel normalisation (``mean``, ``inv_std`` buffers in
+    the graph), the kernel-4 stride-4 patchify conv (``patch``, ``bn0``) and the residual
+    causal ``blocks``. Used by every network here, so their state-dict keys agree."""
+    m = np.zeros(N_MELS, np.float32) if mean is None else mean.astype(np.float32)
+    s = np.ones(N_MELS, np.float32) if std is None else std.astype(np.float32)
+    module.register_buffer("mean", torch.from_numpy(m).view(1, 1, N_MELS))
+    module.register_buffer("inv_std", torch.from_numpy(1.0 / s).view(1, 1, N_MELS))
+    module.patch = nn.Conv1d(N_MELS, channels, SUBFRAMES, stride=SUBFRAMES, bias=False)
+    module.bn0 = nn.BatchNorm1d(channels)
+    module.blocks = nn.Sequential(*[Block(channels, k, d) for k, d in blocks])
+
+
 class CausalTCN(nn.Module):
     def __init__(self, n_labels: int, channels: int, blocks: list[tuple[int, int]],
                  mean: np.ndarray | None = None, std: np.ndarray | None = None, head_hidden: int = 0) -> None:
         super().__init__()
         self.blocks_cfg = blocks
         self.context_frames = sum((k - 1) * d for k, d in blocks)
-        m = np.zeros(N_MELS, np.float32) if mean is None else mean.astype(np.float32)
-        s = np.ones(N_MELS, np.float32) if std is None else std.astype(np.float32)
-        self.register_buffer("mean", torch.from_numpy(m).view(1, 1, N_MELS))
-        self.register_buffer("inv_std", torch.from_numpy(1.0 / s).view(1, 1, N_MELS))
-        self.patch = nn.Conv1d(N_MELS, channels, SUBFRAMES, stride=SUBFRAMES, bias=False)
-        self.bn0 = nn.BatchNorm1d(channels)
-        self.blocks = nn.Sequential(*[Block(channels, k, d) for k, d in blocks])
+        add_stem(self, channels, blocks, mean, std)
         layers: list[nn.Module] = []
         if head_hidden:
             layers += [nn.Conv1d(channels, head_hidden, 1), nn.ReLU(), nn.Conv1d(head_hidden, n_labels, 1)]
