@@ -359,3 +359,14 @@ def _walk(frame):
     while frame is not None:
         yield frame
         frame = frame.f_back
+
+
+@pytest.mark.parametrize(("suffix", "fmt", "subtype"), [("ogg", "OGG", "VORBIS"), ("opus", "OGG", "OPUS"), ("mp3", "MP3", "MPEG_LAYER_III")])
+async def test_compressed_formats_decode(engine: Deeptone, speech: np.ndarray, tmp_path: Path, suffix: str, fmt: str, subtype: str) -> None:
+    path = tmp_path / f"speech.{suffix}"
+    try:
+        sf.write(path, speech, SR, format=fmt, subtype=subtype)
+    except (sf.LibsndfileError, ValueError, TypeError) as exc:
+        pytest.skip(f"this libsndfile cannot write {subtype}: {exc}")
+    out = await engine.process_file(path, ["vad"], include_summary=True)
+    assert out["summary"]["vad"]["speech_fraction"] > 0.4
