@@ -102,6 +102,19 @@ def breakdown(ev: dict, sec: str, min_n: int = 0) -> str:
     return "\n".join(lines)
 
 
+def runs_text(info: dict) -> str:
+    """One sentence on the training runs behind the shipped checkpoint (from train_info.json)."""
+    runs = [*info.get("previous_runs", []), info]
+    if len(runs) == 1:
+        return "One training run."
+    parts = [f"{r['train_steps']} steps / {r['train_seconds'] / 60:.1f} min"
+             + (f", feature-domain share {r['fast_frac']}" if "fast_frac" in r else "")
+             + f" (best val-crop balanced acc. {r['best_val_balanced_acc_crops']:.3f})" for r in runs]
+    return (f"{len(runs)} runs, each resumed from the best checkpoint of the one before (the last at learning rate "
+            f"{info.get('resumed_lr')}): " + "; ".join(parts) + ". Each resumed run was kept because it scored better "
+            "on the validation split, so the figures below are a little optimistic for unseen speakers.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True, choices=["speech", "speech_rt", "gender"])
@@ -118,6 +131,7 @@ def main() -> None:
         "xrt": f"{info['x_realtime']:,.0f}",
         "steps": str(info["train_steps"] + sum(r["train_steps"] for r in info.get("previous_runs", []))),
         "train_min": f"{(info['train_seconds'] + sum(r['train_seconds'] for r in info.get('previous_runs', []))) / 60:.1f}",
+        "runs": runs_text(info),
         "stream_diff": f"{info['streaming_max_abs_diff']:.1e}",
         "ort_diff": f"{info['torch_vs_ort_max_abs_diff']:.1e}",
         "ctx": str(spec["context_frames"]),

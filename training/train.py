@@ -186,12 +186,14 @@ def main() -> None:
     checks = check_folder(folder)
     checks.update(torch_vs_ort_max_abs_diff=diff, params=n_params(model), train_steps=step,
                   train_seconds=round(time.time() - t0), corpora=list(corpora), manifests=a.manifest,
-                  best_val_balanced_acc_crops=best[0])
+                  best_val_balanced_acc_crops=best[0], lr=a.lr, fast_frac=cfg.fast_frac, seed=a.seed,
+                  batch=a.batch)
     prev_info = folder / "train_info.json"
     if a.resume and prev_info.exists():  # keep the history of the runs this one continues
         old_info = json.loads(prev_info.read_text())
         checks["previous_runs"] = old_info.pop("previous_runs", []) + [
-            {k: old_info.get(k) for k in ("train_steps", "train_seconds", "best_val_balanced_acc_crops")}]
+            {k: old_info[k] for k in ("train_steps", "train_seconds", "best_val_balanced_acc_crops", "lr",
+                                      "fast_frac", "seed", "batch") if k in old_info}]
         checks["resumed_lr"] = a.lr
     (folder / "train_info.json").write_text(json.dumps(checks, indent=1) + "\n")
     print(json.dumps(checks, indent=1), flush=True)
