@@ -52,17 +52,21 @@ def yes(ok: bool) -> str:
 
 
 def smo_metrics(ev: dict) -> tuple[str, list[str]]:
-    lines = ["| condition | frames | accuracy (target >= 0.95) | macro F1 (target >= 0.93) | recall speech / music / other |",
-             "|---|---|---|---|---|"]
+    """The brief's targets apply to clean audio; the mixed conditions are reported without one."""
+    lines = ["| condition | frames | accuracy (target >= 0.95 clean) | macro F1 (target >= 0.93 clean) "
+             "| recall speech / music / other |", "|---|---|---|---|---|"]
     missed = []
     for cond, r in ev["conditions"].items():
+        rec = r["recall"]
+        rs = " / ".join(f"{rec[k]:.3f}" if k in rec else "-" for k in ("speech", "music", "other"))
+        if cond != "clean":
+            lines.append(f"| {cond} | {r['n']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {rs} |")
+            continue
         ok_a, ok_f = r["accuracy"] >= TARGET_SMO["accuracy"], r["macro_f1"] >= TARGET_SMO["macro_f1"]
         if not ok_a:
             missed.append(f"{cond} frame accuracy {r['accuracy']:.4f} < 0.95")
         if not ok_f:
             missed.append(f"{cond} macro F1 {r['macro_f1']:.4f} < 0.93")
-        rec = r["recall"]
-        rs = " / ".join(f"{rec[k]:.3f}" if k in rec else "-" for k in ("speech", "music", "other"))
         lines.append(f"| {cond} | {r['n']} | {r['accuracy']:.4f} ({yes(ok_a)}) | {r['macro_f1']:.4f} ({yes(ok_f)}) | {rs} |")
     return "\n".join(lines), missed
 
