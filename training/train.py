@@ -188,14 +188,16 @@ def main() -> None:
                   train_seconds=round(time.time() - t0), corpora=list(corpora), manifests=a.manifest,
                   best_val_balanced_acc_crops=best[0], lr=a.lr, fast_frac=cfg.fast_frac, seed=a.seed,
                   batch=a.batch)
-    prev_info = folder / "train_info.json"
-    if a.resume and prev_info.exists():  # keep the history of the runs this one continues
+    # the history of the runs this one continues travels with the checkpoint (whatever --out was)
+    prev_info = ckpt.with_suffix(".json") if ckpt.with_suffix(".json").exists() else folder / "train_info.json"
+    if a.resume and prev_info.exists():
         old_info = json.loads(prev_info.read_text())
         checks["previous_runs"] = old_info.pop("previous_runs", []) + [
             {k: old_info[k] for k in ("train_steps", "train_seconds", "best_val_balanced_acc_crops", "lr",
                                       "fast_frac", "seed", "batch") if k in old_info}]
         checks["resumed_lr"] = a.lr
-    (folder / "train_info.json").write_text(json.dumps(checks, indent=1) + "\n")
+    for info_path in (folder / "train_info.json", ckpt.with_suffix(".json")):
+        info_path.write_text(json.dumps(checks, indent=1) + "\n")
     print(json.dumps(checks, indent=1), flush=True)
 
 
