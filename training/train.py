@@ -189,14 +189,15 @@ def main() -> None:
                   best_val_balanced_acc_crops=best[0], lr=a.lr, fast_frac=cfg.fast_frac, seed=a.seed,
                   batch=a.batch)
     # the history of the runs this one continues travels with the checkpoint (whatever --out was)
-    prev_info = ckpt.with_suffix(".json") if ckpt.with_suffix(".json").exists() else folder / "train_info.json"
+    history = ckpt.with_suffix(".json")
+    prev_info = history if history.exists() else folder / "train_info.json"
     if a.resume and prev_info.exists():
         old_info = json.loads(prev_info.read_text())
         checks["previous_runs"] = old_info.pop("previous_runs", []) + [
             {k: old_info[k] for k in ("train_steps", "train_seconds", "best_val_balanced_acc_crops", "lr",
                                       "fast_frac", "seed", "batch") if k in old_info}]
         checks["resumed_lr"] = a.lr
-    for info_path in (folder / "train_info.json", ckpt.with_suffix(".json")):
+    for info_path in (folder / "train_info.json", history):
         info_path.write_text(json.dumps(checks, indent=1) + "\n")
     print(json.dumps(checks, indent=1), flush=True)
 
