@@ -112,6 +112,9 @@ def runs_text(info: dict) -> str:
     if len(runs) == 1:
         return "One training run."
     parts = [f"{r['train_steps']} steps / {r['train_seconds'] / 60:.1f} min"
+             + (f", {r['channels']} channels" if "channels" in r else "")
+             + (f" (the checkpoint widened from {r['widened_from_channels']} channels first, same function)"
+                if "widened_from_channels" in r else "")
              + (f", feature-domain share {r['fast_frac']}" if "fast_frac" in r else "")
              + f" (best val-crop balanced acc. {r['best_val_balanced_acc_crops']:.3f})" for r in runs]
     return (f"{len(runs)} runs, each resumed from the best checkpoint of the one before (the last at learning rate "
@@ -130,6 +133,7 @@ def main() -> None:
     tpl = (Path(__file__).parent / "card_templates" / f"{a.model}.md").read_text()
     subs = {
         "params": f"{info['params']:,}",
+        "channels": str(info["channels"]),
         "bytes": f"{info['onnx_bytes']:,}",
         "us": f"{info['us_per_frame_1thread_chunk64']:.1f}",
         "xrt": f"{info['x_realtime']:,.0f}",

@@ -74,3 +74,38 @@ class CausalTCN(nn.Module):
 
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def widen_state(state: dict[str, torch.Tensor], channels: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Widen a trained stem+blocks+head state dict to ``channels`` without changing its function.
+
+    Net2WiderNet (Chen, Goodfellow and Shlens, 2016): each new channel copies a randomly chosen
+    old one (conv outputs, depthwise kernels and BatchNorm parameters and statistics are copied);
+    every layer that reads the channels splits the old weight between the copies with random
+    shares that sum to one, so the outputs are unchanged while the copies receive different
+    gradients and can drift apart in training. Only the single-conv head is supported.
+    """
+    old = state["patch.weight"].shape[0]
+    if channels < old:
+        raise ValueError(f"cannot narrow {old} channels to {channels}")
+    g = torch.Generator().manual_seed(seed)
+    src = torch.cat([torch.arange(old), torch.randint(0, old, (channels - old,), generator=g)])
+    share = torch.rand(channels, generator=g) * 0.4 + 0.3  # random split of each duplicated input
+    total = torch.zeros(old).index_add_(0, src, share)
+    share = share / total[src]  # shares of one old channel sum to 1
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        name = k.rsplit(".", 1)
+        if k == "patch.weight" or k.endswith("dw.weight"):  # channels on the output axis
+            out[k] = v[src].clone()
+        elif len(name) == 2 and (name[0] == "bn0" or name[0].endswith(("bn1", "bn2"))) and v.dim() == 1:
+            out[k] = v[src].clone()
+        elif k.endswith("pw.weight"):  # (out, in, 1): copy rows, split columns
+            out[k] = (v[src][:, src] * share.view(1, -1, 1)).clone()
+        elif k.startswith("head.") and k.endswith("weight"):  # (labels, in, 1)
+            if v.shape[1] != old:
+                raise ValueError("only a single-conv head can be widened")
+            out[k] = (v[:, src] * share.view(1, -1, 1)).clone()
+        else:
+            out[k] = v.clone()
+    return out

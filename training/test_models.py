@@ -42,3 +42,34 @@ def test_spec_and_shapes(name: str) -> None:
 def test_streaming_equals_whole(name: str) -> None:
     spec = ModelSpec.from_folder(MODELS_DIR / name)
     assert check_streaming(spec.onnx, spec.context_frames) < 1e-5
+
+
+def test_widening_keeps_the_function_and_breaks_symmetry() -> None:
+    import torch
+
+    from .nets import CausalTCN, widen_state
+
+    torch.manual_seed(0)
+    blocks = [(3, 1), (3, 2), (1, 1)]
+    narrow = CausalTCN(3, 16, blocks)
+    for mod in narrow.modules():  # non-trivial BatchNorm statistics
+        if isinstance(mod, torch.nn.BatchNorm1d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+    narrow.eval()
+    wide = CausalTCN(3, 40, blocks)
+    wide.load_state_dict(widen_state(narrow.state_dict(), 40, seed=3))
+    wide.eval()
+    x = torch.randn(2, 4 * 30, 64) * 3 - 8
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x), narrow(x), atol=1e-5, rtol=1e-4)
+    # each new channel copies an old one (same patch filter), but the next layer reads the
+    # two with different weights, so training can tell them apart
+    patch = wide.patch.weight.detach()
+    pw = wide.blocks[0].pw.weight.detach()[:, :, 0]
+    for j in range(16, 40):
+        (src,) = [i for i in range(16) if torch.equal(patch[i], patch[j])]
+        assert not torch.allclose(pw[:, j], pw[:, src])
+    with pytest.raises(ValueError):
+        widen_state(wide.state_dict(), 16)

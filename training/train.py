@@ -34,13 +34,13 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from .data import ALL_CORPORA, CACHE, REPO, SPEECH_CORPORA, load_corpora, split
 from .export import check_folder, check_torch_vs_ort, export_onnx
-from .nets import CausalTCN, n_params
+from .nets import CausalTCN, n_params, widen_state
 from .sampler import GENDERS, IGNORE, SMO, Sampler, TaskCfg, precompute_rows
 
 MODELS = {
     "speech": dict(
         name="Speech", key="speech", labels=list(SMO), voice=False, speech_label="speech",
-        channels=64, blocks=[(3, 1), (3, 2), (3, 4), (3, 1)], task=TaskCfg("smo", 16, 16, hangover=7, fast_frac=0.7),
+        channels=128, blocks=[(3, 1), (3, 2), (3, 4), (3, 1)], task=TaskCfg("smo", 16, 16, hangover=7, fast_frac=0.7),
         corpora=ALL_CORPORA, minutes=10.0,
         description="Speech / music / other, 1.09 s receptive field (speech over music is speech)",
     ),
@@ -110,8 +110,14 @@ def main() -> None:
     mean, std = flat.mean(0), flat.std(0) + 1e-3
     model = CausalTCN(len(m["labels"]), m["channels"], m["blocks"], mean, std)
     ckpt = CACHE / f"{a.model}.pt"
+    widened_from = None
     if a.resume:
-        model.load_state_dict(torch.load(ckpt))  # includes the feature mean/std buffers
+        state = torch.load(ckpt)  # includes the feature mean/std buffers
+        width = int(state["patch.weight"].shape[0])
+        if width < m["channels"]:  # a checkpoint of a narrower net: widen it, same function
+            state, widened_from = widen_state(state, m["channels"], seed=a.seed), width
+            print(f"widened the checkpoint from {width} to {m['channels']} channels", flush=True)
+        model.load_state_dict(state)
         print(f"resumed from {ckpt}", flush=True)
     assert model.context_frames == cfg.context_frames
     print(f"params {n_params(model)}  context_frames {model.context_frames}", flush=True)
@@ -187,7 +193,9 @@ def main() -> None:
     checks.update(torch_vs_ort_max_abs_diff=diff, params=n_params(model), train_steps=step,
                   train_seconds=round(time.time() - t0), corpora=list(corpora), manifests=a.manifest,
                   best_val_balanced_acc_crops=best[0], lr=a.lr, fast_frac=cfg.fast_frac, seed=a.seed,
-                  batch=a.batch)
+                  batch=a.batch, channels=m["channels"])
+    if widened_from is not None:
+        checks["widened_from_channels"] = widened_from
     # the history of the runs this one continues travels with the checkpoint (whatever --out was)
     history = ckpt.with_suffix(".json")
     prev_info = history if history.exists() else folder / "train_info.json"
@@ -195,7 +203,8 @@ def main() -> None:
         old_info = json.loads(prev_info.read_text())
         checks["previous_runs"] = old_info.pop("previous_runs", []) + [
             {k: old_info[k] for k in ("train_steps", "train_seconds", "best_val_balanced_acc_crops", "lr",
-                                      "fast_frac", "seed", "batch") if k in old_info}]
+                                      "fast_frac", "seed", "batch", "channels", "widened_from_channels")
+             if k in old_info}]
         checks["resumed_lr"] = a.lr
     for info_path in (folder / "train_info.json", history):
         info_path.write_text(json.dumps(checks, indent=1) + "\n")
