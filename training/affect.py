@@ -112,7 +112,7 @@ def mapping_for(model: str, path: Path | None) -> dict[str, str]:
     m.update({lab: lab for lab in MODELS[model]["labels"]})  # a manifest may use the labels directly
     if path is not None:
         m.update(json.loads(Path(path).read_text()))
-    return m
+    return {k: v for k, v in m.items() if v is not None}  # null in the JSON: leave that label out
 
 
 # ---------------------------------------------------------------------------------- the net
@@ -335,7 +335,7 @@ def main() -> None:
     ap.add_argument("--corpora", nargs="*", default=None, help="corpus folders under the data root "
                     f"(default: {' '.join(AFFECT_CORPORA)}; no names = none)")
     ap.add_argument("--manifest", action="append", default=[], help="extra manifest.csv (repeatable)")
-    ap.add_argument("--mapping", type=Path, default=None, help="JSON {manifest label: model label}")
+    ap.add_argument("--mapping", type=Path, default=None, help="JSON {manifest label: model label or null}, merged over the built-in mapping; null leaves that label out")
     ap.add_argument("--bg-corpora", nargs="*", default=list(BG_CORPORA),
                     help="background corpora for noise mixing (no names = white noise only)")
     ap.add_argument("--versions", type=int, default=6, help="1 clean + N-1 augmented copies per clip")

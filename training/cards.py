@@ -106,20 +106,45 @@ def breakdown(ev: dict, sec: str, min_n: int = 0) -> str:
     return "\n".join(lines)
 
 
+def _run_part(r: dict) -> str:
+    return (f"{r['train_steps']} steps / {r['train_seconds'] / 60:.1f} min"
+            + (f", {r['channels']} channels" if "channels" in r else "")
+            + (f" (the checkpoint widened from {r['widened_from_channels']} channels first, same function)"
+               if "widened_from_channels" in r else "")
+            + (f", lr {r['lr']}" if "lr" in r else "")
+            + (f", feature-domain share {r['fast_frac']}" if "fast_frac" in r else "")
+            + f" (best val-crop balanced acc. {r['best_val_balanced_acc_crops']:.3f})")
+
+
+def member_runs(info: dict) -> list[dict]:
+    """The training runs behind one network, oldest first."""
+    return [*info.get("previous_runs", []), {k: v for k, v in info.items() if k != "previous_runs"}]
+
+
+def all_runs(info: dict) -> list[dict]:
+    """Every distinct training run behind the shipped model (ensemble members share ancestors)."""
+    seen: dict[tuple, dict] = {}
+    for member in info.get("ensemble", [info]):
+        for r in member_runs(member):
+            seen.setdefault((r["train_steps"], r["train_seconds"], r.get("seed")), r)
+    return list(seen.values())
+
+
 def runs_text(info: dict) -> str:
-    """One sentence on the training runs behind the shipped checkpoint (from train_info.json)."""
-    runs = [*info.get("previous_runs", []), info]
+    """The training runs behind the shipped model (from train_info.json)."""
+    note = (" Each resumed run (and the ensemble) was kept because it scored better on the validation split, so the "
+            "figures below are a little optimistic for unseen speakers.")
+    if "ensemble" in info:
+        members = [f"network {i + 1} (`{m['checkpoint']}`, {m['channels']} channels): "
+                   + "; ".join(_run_part(r) for r in member_runs(m)) for i, m in enumerate(info["ensemble"])]
+        return (f"The shipped graph averages the probabilities of {len(members)} networks, each trained by a chain "
+                "of runs resumed from the best checkpoint of the run before (networks share their first runs): "
+                + ". ".join(members) + "." + note)
+    runs = member_runs(info)
     if len(runs) == 1:
         return "One training run."
-    parts = [f"{r['train_steps']} steps / {r['train_seconds'] / 60:.1f} min"
-             + (f", {r['channels']} channels" if "channels" in r else "")
-             + (f" (the checkpoint widened from {r['widened_from_channels']} channels first, same function)"
-                if "widened_from_channels" in r else "")
-             + (f", feature-domain share {r['fast_frac']}" if "fast_frac" in r else "")
-             + f" (best val-crop balanced acc. {r['best_val_balanced_acc_crops']:.3f})" for r in runs]
     return (f"{len(runs)} runs, each resumed from the best checkpoint of the one before (the last at learning rate "
-            f"{info.get('resumed_lr')}): " + "; ".join(parts) + ". Each resumed run was kept because it scored better "
-            "on the validation split, so the figures below are a little optimistic for unseen speakers.")
+            f"{info.get('resumed_lr')}): " + "; ".join(_run_part(r) for r in runs) + "." + note)
 
 
 def main() -> None:
@@ -133,12 +158,13 @@ def main() -> None:
     tpl = (Path(__file__).parent / "card_templates" / f"{a.model}.md").read_text()
     subs = {
         "params": f"{info['params']:,}",
-        "channels": str(info["channels"]),
+        "channels": (" or ".join(str(c) for c in sorted(set(info["channels"])))
+                     if isinstance(info["channels"], list) else str(info["channels"])),
         "bytes": f"{info['onnx_bytes']:,}",
         "us": f"{info['us_per_frame_1thread_chunk64']:.1f}",
         "xrt": f"{info['x_realtime']:,.0f}",
-        "steps": str(info["train_steps"] + sum(r["train_steps"] for r in info.get("previous_runs", []))),
-        "train_min": f"{(info['train_seconds'] + sum(r['train_seconds'] for r in info.get('previous_runs', []))) / 60:.1f}",
+        "steps": str(sum(r["train_steps"] for r in all_runs(info))),
+        "train_min": f"{sum(r['train_seconds'] for r in all_runs(info)) / 60:.1f}",
         "runs": runs_text(info),
         "stream_diff": f"{info['streaming_max_abs_diff']:.1e}",
         "ort_diff": f"{info['torch_vs_ort_max_abs_diff']:.1e}",

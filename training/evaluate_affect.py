@@ -136,7 +136,7 @@ def main() -> None:
     ap.add_argument("--folder", type=Path, default=None, help="model folder (default: the bundled one)")
     ap.add_argument("--corpora", nargs="*", default=None)
     ap.add_argument("--manifest", action="append", default=[])
-    ap.add_argument("--mapping", type=Path, default=None)
+    ap.add_argument("--mapping", type=Path, default=None, help="as for training.affect: JSON {label: model label or null}")
     ap.add_argument("--split", default="val", help="val / train / all")
     ap.add_argument("--name", default="val", help="result name: <out>/eval[_<name>].json (val -> eval.json)")
     ap.add_argument("--out", type=Path, default=None, help="folder for the results (default: the model folder)")

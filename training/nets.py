@@ -109,3 +109,22 @@ def widen_state(state: dict[str, torch.Tensor], channels: int, seed: int = 0) ->
         else:
             out[k] = v.clone()
     return out
+
+
+class ProbAverage(nn.Module):
+    """An ensemble exported as one graph: the mean of its members' probabilities.
+
+    The members must see the same context (``context_frames``), so the graph keeps the
+    engine's streaming contract (causal, valid, ``context_frames`` rows carried).
+    """
+
+    def __init__(self, members: list[CausalTCN]) -> None:
+        super().__init__()
+        ctx = {m.context_frames for m in members}
+        if len(ctx) != 1:
+            raise ValueError(f"ensemble members disagree on context_frames: {sorted(ctx)}")
+        self.members = nn.ModuleList(members)
+        self.context_frames = ctx.pop()
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(features) for m in self.members]).mean(0)

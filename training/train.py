@@ -25,6 +25,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -72,6 +73,29 @@ class Stream(IterableDataset):
             yield torch.from_numpy(f), torch.from_numpy(y)
 
 
+def write_model(model: torch.nn.Module, name: str, folder: Path) -> dict:
+    """Export ``model`` (a trained net of ``MODELS[name]``) into ``folder`` with its spec.json,
+    and return the export checks (onnxruntime vs torch, streaming, size, speed)."""
+    m = MODELS[name]
+    cfg: TaskCfg = m["task"]
+    folder.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, folder / "model.onnx")
+    diff = check_torch_vs_ort(model, folder / "model.onnx")
+    spec = {
+        "name": m["name"], "key": m["key"], "kind": "logmel", "labels": m["labels"], "onnx": "model.onnx",
+        "receptive_field_ms": 64 * (cfg.context_frames + 1), "context_frames": cfg.context_frames,
+        "unknown_threshold": None, "voice": m["voice"], "speech_label": m["speech_label"],
+        "card": "card.md", "description": m["description"],
+    }
+    old = folder / "spec.json"
+    if old.exists() and cfg.task == "gender":  # keep a threshold chosen earlier until re-chosen
+        spec["unknown_threshold"] = json.loads(old.read_text()).get("unknown_threshold")
+    (folder / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
+    checks = check_folder(folder)
+    checks["torch_vs_ort_max_abs_diff"] = diff
+    return checks
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, choices=sorted(MODELS))
@@ -85,6 +109,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="model folder (default: the bundled one)")
     ap.add_argument("--fast-frac", type=float, default=None,
                     help="share of feature-domain (fast) examples; default per model")
+    ap.add_argument("--resume-from", type=Path, default=None, metavar="CKPT",
+                    help="--resume from this checkpoint (its history: the .json beside it)")
+    ap.add_argument("--keep", metavar="TAG", default=None,
+                    help="also keep this run as training/cache/<model>.<TAG>.pt/.json (for training.ensemble)")
     ap.add_argument("--resume", action="store_true",
                     help="continue from training/cache/<model>.pt (saved by the previous run)")
     a = ap.parse_args()
@@ -111,14 +139,17 @@ def main() -> None:
     model = CausalTCN(len(m["labels"]), m["channels"], m["blocks"], mean, std)
     ckpt = CACHE / f"{a.model}.pt"
     widened_from = None
+    start = a.resume_from or ckpt
+    if a.resume_from is not None:
+        a.resume = True
     if a.resume:
-        state = torch.load(ckpt)  # includes the feature mean/std buffers
+        state = torch.load(start)  # includes the feature mean/std buffers
         width = int(state["patch.weight"].shape[0])
         if width < m["channels"]:  # a checkpoint of a narrower net: widen it, same function
             state, widened_from = widen_state(state, m["channels"], seed=a.seed), width
             print(f"widened the checkpoint from {width} to {m['channels']} channels", flush=True)
         model.load_state_dict(state)
-        print(f"resumed from {ckpt}", flush=True)
+        print(f"resumed from {start}", flush=True)
     assert model.context_frames == cfg.context_frames
     print(f"params {n_params(model)}  context_frames {model.context_frames}", flush=True)
 
@@ -176,21 +207,8 @@ def main() -> None:
     print(f"trained {step} steps in {time.time() - t0:.0f}s; best val bal.acc {best[0]:.4f}", flush=True)
 
     folder = a.out or REPO / "deeptone_async" / "models" / a.model
-    folder.mkdir(parents=True, exist_ok=True)
-    export_onnx(model, folder / "model.onnx")
-    diff = check_torch_vs_ort(model, folder / "model.onnx")
-    spec = {
-        "name": m["name"], "key": m["key"], "kind": "logmel", "labels": m["labels"], "onnx": "model.onnx",
-        "receptive_field_ms": 64 * (cfg.context_frames + 1), "context_frames": cfg.context_frames,
-        "unknown_threshold": None, "voice": m["voice"], "speech_label": m["speech_label"],
-        "card": "card.md", "description": m["description"],
-    }
-    old = folder / "spec.json"
-    if old.exists() and cfg.task == "gender":  # keep a threshold chosen earlier until re-chosen
-        spec["unknown_threshold"] = json.loads(old.read_text()).get("unknown_threshold")
-    (folder / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
-    checks = check_folder(folder)
-    checks.update(torch_vs_ort_max_abs_diff=diff, params=n_params(model), train_steps=step,
+    checks = write_model(model, a.model, folder)
+    checks.update(params=n_params(model), train_steps=step,
                   train_seconds=round(time.time() - t0), corpora=list(corpora), manifests=a.manifest,
                   best_val_balanced_acc_crops=best[0], lr=a.lr, fast_frac=cfg.fast_frac, seed=a.seed,
                   batch=a.batch, channels=m["channels"])
@@ -198,7 +216,9 @@ def main() -> None:
         checks["widened_from_channels"] = widened_from
     # the history of the runs this one continues travels with the checkpoint (whatever --out was)
     history = ckpt.with_suffix(".json")
-    prev_info = history if history.exists() else folder / "train_info.json"
+    prev_info = start.with_suffix(".json")
+    if not prev_info.exists():
+        prev_info = folder / "train_info.json"
     if a.resume and prev_info.exists():
         old_info = json.loads(prev_info.read_text())
         checks["previous_runs"] = old_info.pop("previous_runs", []) + [
@@ -208,6 +228,9 @@ def main() -> None:
         checks["resumed_lr"] = a.lr
     for info_path in (folder / "train_info.json", history):
         info_path.write_text(json.dumps(checks, indent=1) + "\n")
+    if a.keep:  # a named copy of this run's checkpoint and history, e.g. for training.ensemble
+        shutil.copyfile(ckpt, CACHE / f"{a.model}.{a.keep}.pt")
+        shutil.copyfile(history, CACHE / f"{a.model}.{a.keep}.json")
     print(json.dumps(checks, indent=1), flush=True)
 
 
