@@ -73,3 +73,19 @@ def test_widening_keeps_the_function_and_breaks_symmetry() -> None:
         assert not torch.allclose(pw[:, j], pw[:, src])
     with pytest.raises(ValueError):
         widen_state(wide.state_dict(), 16)
+
+
+def test_ensemble_is_the_mean_of_its_members_and_needs_one_context() -> None:
+    import torch
+
+    from .nets import CausalTCN, ProbAverage
+
+    torch.manual_seed(1)
+    a, b = CausalTCN(3, 8, [(3, 1), (3, 2)]).eval(), CausalTCN(3, 12, [(3, 1), (3, 2)]).eval()
+    ens = ProbAverage([a, b]).eval()
+    assert ens.context_frames == 6
+    x = torch.randn(2, 4 * 20, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ens(x), (a(x) + b(x)) / 2)
+    with pytest.raises(ValueError):
+        ProbAverage([a, CausalTCN(3, 8, [(3, 1)])])
