@@ -135,11 +135,22 @@ def runs_text(info: dict) -> str:
     note = (" Each resumed run (and the ensemble) was kept because it scored better on the validation split, so the "
             "figures below are a little optimistic for unseen speakers.")
     if "ensemble" in info:
+        chains = [member_runs(m) for m in info["ensemble"]]
+
+        def key(r: dict) -> tuple:
+            return (r["train_steps"], r["train_seconds"], r.get("seed"))
+
+        shared = 0
+        while all(len(c) > shared for c in chains) and len({key(c[shared]) for c in chains}) == 1:
+            shared += 1
         members = [f"network {i + 1} (`{m['checkpoint']}`, {m['channels']} channels): "
-                   + "; ".join(_run_part(r) for r in member_runs(m)) for i, m in enumerate(info["ensemble"])]
-        return (f"The shipped graph averages the probabilities of {len(members)} networks, each trained by a chain "
-                "of runs resumed from the best checkpoint of the run before (networks share their first runs): "
-                + ". ".join(members) + "." + note)
+                   + ("; ".join(_run_part(r) for r in c[shared:]) or "the shared runs only")
+                   for i, (m, c) in enumerate(zip(info["ensemble"], chains))]
+        head = ("The shipped graph averages the probabilities of " f"{len(chains)} networks, each trained by a chain "
+                "of runs, every run resumed from the best checkpoint of the run before. ")
+        if shared:
+            head += "Runs shared by all networks: " + "; ".join(_run_part(r) for r in chains[0][:shared]) + ". Then "
+        return head + "; ".join(members) + "." + note
     runs = member_runs(info)
     if len(runs) == 1:
         return "One training run."

@@ -109,6 +109,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="model folder (default: the bundled one)")
     ap.add_argument("--fast-frac", type=float, default=None,
                     help="share of feature-domain (fast) examples; default per model")
+    ap.add_argument("--channels", type=int, default=None,
+                    help="network width (default: the model's; a resumed narrower checkpoint is widened to it)")
     ap.add_argument("--resume-from", type=Path, default=None, metavar="CKPT",
                     help="--resume from this checkpoint (its history: the .json beside it)")
     ap.add_argument("--keep", metavar="TAG", default=None,
@@ -118,7 +120,9 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(a.seed)
-    m = MODELS[a.model]
+    m = dict(MODELS[a.model])
+    if a.channels is not None:
+        m["channels"] = a.channels
     cfg: TaskCfg = m["task"]
     corpora = m["corpora"] if a.corpora is None else a.corpora
     if cfg.task == "gender":
@@ -145,6 +149,8 @@ def main() -> None:
     if a.resume:
         state = torch.load(start)  # includes the feature mean/std buffers
         width = int(state["patch.weight"].shape[0])
+        if width > m["channels"]:
+            raise SystemExit(f"{start} has {width} channels, more than the {m['channels']} asked for (--channels)")
         if width < m["channels"]:  # a checkpoint of a narrower net: widen it, same function
             state, widened_from = widen_state(state, m["channels"], seed=a.seed), width
             print(f"widened the checkpoint from {width} to {m['channels']} channels", flush=True)
