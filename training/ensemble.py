@@ -21,7 +21,7 @@ import torch
 
 from .data import CACHE, REPO
 from .nets import CausalTCN, ProbAverage, n_params
-from .train import MODELS, write_model
+from .train import MODELS, RUN_KEYS, write_model
 
 
 def member_path(model: str, member: str) -> Path:
@@ -38,8 +38,7 @@ def load_member(model: str, path: Path) -> tuple[CausalTCN, dict]:
     net.eval()
     hist = path.with_suffix(".json")
     info = json.loads(hist.read_text()) if hist.exists() else {}
-    keep = ("train_steps", "train_seconds", "best_val_balanced_acc_crops", "lr", "fast_frac", "seed", "batch",
-            "channels", "widened_from_channels", "previous_runs", "resumed_lr", "corpora", "manifests")
+    keep = (*RUN_KEYS, "previous_runs", "resumed_lr", "corpora", "manifests")
     return net, {"checkpoint": path.name, **{k: info[k] for k in keep if k in info}}
 
 

@@ -61,6 +61,11 @@ MODELS = {
 }
 
 
+# what train_info.json records of each run (and keeps of the runs a resumed run continues)
+RUN_KEYS = ("train_steps", "train_seconds", "best_val_balanced_acc_crops", "lr", "fast_frac", "seed", "batch",
+            "channels", "widened_from_channels")
+
+
 class Stream(IterableDataset):
     def __init__(self, clips, cfg: TaskCfg, batch: int, seed: int, rows=None) -> None:
         self.clips, self.cfg, self.bs, self.seed, self.rows = clips, cfg, batch, seed, rows
@@ -228,9 +233,7 @@ def main() -> None:
     if a.resume and prev_info.exists():
         old_info = json.loads(prev_info.read_text())
         checks["previous_runs"] = old_info.pop("previous_runs", []) + [
-            {k: old_info[k] for k in ("train_steps", "train_seconds", "best_val_balanced_acc_crops", "lr",
-                                      "fast_frac", "seed", "batch", "channels", "widened_from_channels")
-             if k in old_info}]
+            {k: old_info[k] for k in RUN_KEYS if k in old_info}]
         checks["resumed_lr"] = a.lr
     for info_path in (folder / "train_info.json", history):
         info_path.write_text(json.dumps(checks, indent=1) + "\n")
