@@ -47,7 +47,7 @@ MODELS = {
     ),
     "speech_rt": dict(
         name="SpeechRT", key="speech-rt", labels=list(SMO), voice=False, speech_label="speech",
-        channels=48, blocks=[(2, 1), (1, 1), (1, 1)], task=TaskCfg("smo", 1, 24, hangover=1, fast_frac=0.7),
+        channels=96, blocks=[(2, 1), (1, 1), (1, 1)], task=TaskCfg("smo", 1, 24, hangover=1, fast_frac=0.7),
         corpora=ALL_CORPORA, minutes=6.0,
         description="Low-latency speech / music / other, 128 ms receptive field",
     ),
