@@ -121,12 +121,16 @@ def member_runs(info: dict) -> list[dict]:
     return [*info.get("previous_runs", []), {k: v for k, v in info.items() if k != "previous_runs"}]
 
 
+def _run_key(r: dict) -> tuple:
+    return (r["train_steps"], r["train_seconds"], r.get("seed"))
+
+
 def all_runs(info: dict) -> list[dict]:
     """Every distinct training run behind the shipped model (ensemble members share ancestors)."""
     seen: dict[tuple, dict] = {}
     for member in info.get("ensemble", [info]):
         for r in member_runs(member):
-            seen.setdefault((r["train_steps"], r["train_seconds"], r.get("seed")), r)
+            seen.setdefault(_run_key(r), r)
     return list(seen.values())
 
 
@@ -137,11 +141,8 @@ def runs_text(info: dict) -> str:
     if "ensemble" in info:
         chains = [member_runs(m) for m in info["ensemble"]]
 
-        def key(r: dict) -> tuple:
-            return (r["train_steps"], r["train_seconds"], r.get("seed"))
-
         shared = 0
-        while all(len(c) > shared for c in chains) and len({key(c[shared]) for c in chains}) == 1:
+        while all(len(c) > shared for c in chains) and len({_run_key(c[shared]) for c in chains}) == 1:
             shared += 1
         members = [f"network {i + 1} (`{m['checkpoint']}`, {m['channels']} channels): "
                    + ("; ".join(_run_part(r) for r in c[shared:]) or "the shared runs only")
