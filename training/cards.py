@@ -140,7 +140,6 @@ def runs_text(info: dict) -> str:
             "figures below are a little optimistic for unseen speakers.")
     if "ensemble" in info:
         chains = [member_runs(m) for m in info["ensemble"]]
-
         shared = 0
         while all(len(c) > shared for c in chains) and len({_run_key(c[shared]) for c in chains}) == 1:
             shared += 1

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .data import CACHE, REPO
-from .nets import CausalTCN, ProbAverage, n_params
+from .nets import CausalTCN, ProbAverage, n_params, state_width
 from .train import MODELS, RUN_KEYS, write_model
 
 
@@ -33,7 +33,7 @@ def load_member(model: str, path: Path) -> tuple[CausalTCN, dict]:
     """The network in checkpoint ``path`` and its run history (empty when there is none)."""
     m = MODELS[model]
     state = torch.load(path)
-    net = CausalTCN(len(m["labels"]), int(state["patch.weight"].shape[0]), m["blocks"])
+    net = CausalTCN(len(m["labels"]), state_width(state), m["blocks"])
     net.load_state_dict(state)
     net.eval()
     hist = path.with_suffix(".json")
@@ -57,7 +57,7 @@ def main() -> None:
     folder = a.out or REPO / "deeptone_async" / "models" / a.model
     checks = write_model(model, a.model, folder)
     corpora = list(dict.fromkeys(c for i in infos for c in i.get("corpora", [])))
-    checks.update(params=n_params(model), channels=[int(n.patch.weight.shape[0]) for n in nets],
+    checks.update(params=n_params(model), channels=[state_width(n.state_dict()) for n in nets],
                   corpora=corpora, manifests=sorted({m for i in infos for m in i.get("manifests", [])}),
                   ensemble=infos, command="python -m training.ensemble --model " + a.model + " --members "
                   + " ".join(a.members))

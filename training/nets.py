@@ -76,6 +76,11 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def state_width(state: dict[str, torch.Tensor]) -> int:
+    """The channel count of a stem+blocks state dict (the patchify conv's outputs)."""
+    return int(state["patch.weight"].shape[0])
+
+
 def widen_state(state: dict[str, torch.Tensor], channels: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """Widen a trained stem+blocks+head state dict to ``channels`` without changing its function.
 
@@ -85,7 +90,7 @@ def widen_state(state: dict[str, torch.Tensor], channels: int, seed: int = 0) ->
     shares that sum to one, so the outputs are unchanged while the copies receive different
     gradients and can drift apart in training. Only the single-conv head is supported.
     """
-    old = state["patch.weight"].shape[0]
+    old = state_width(state)
     if channels < old:
         raise ValueError(f"cannot narrow {old} channels to {channels}")
     g = torch.Generator().manual_seed(seed)

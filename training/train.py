@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from .data import ALL_CORPORA, CACHE, REPO, SPEECH_CORPORA, load_corpora, split
 from .export import check_folder, check_torch_vs_ort, export_onnx
-from .nets import CausalTCN, n_params, widen_state
+from .nets import CausalTCN, n_params, state_width, widen_state
 from .sampler import GENDERS, IGNORE, SMO, Sampler, TaskCfg, precompute_rows
 
 MODELS = {
@@ -149,11 +149,10 @@ def main() -> None:
     ckpt = CACHE / f"{a.model}.pt"
     widened_from = None
     start = a.resume_from or ckpt
-    if a.resume_from is not None:
-        a.resume = True
-    if a.resume:
+    resume = a.resume or a.resume_from is not None
+    if resume:
         state = torch.load(start)  # includes the feature mean/std buffers
-        width = int(state["patch.weight"].shape[0])
+        width = state_width(state)
         if width > m["channels"]:
             raise SystemExit(f"{start} has {width} channels, more than the {m['channels']} asked for (--channels)")
         if width < m["channels"]:  # a checkpoint of a narrower net: widen it, same function
@@ -180,7 +179,7 @@ def main() -> None:
         frac = (time.time() - t0) / budget
         if frac >= 1:
             break
-        lr = a.lr * min(1.0, (step + 1) / (20 if a.resume else 100)) * 0.5 * (1 + np.cos(np.pi * frac))
+        lr = a.lr * min(1.0, (step + 1) / (20 if resume else 100)) * 0.5 * (1 + np.cos(np.pi * frac))
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
@@ -230,7 +229,7 @@ def main() -> None:
     prev_info = start.with_suffix(".json")
     if not prev_info.exists():
         prev_info = folder / "train_info.json"
-    if a.resume and prev_info.exists():
+    if resume and prev_info.exists():
         old_info = json.loads(prev_info.read_text())
         checks["previous_runs"] = old_info.pop("previous_runs", []) + [
             {k: old_info[k] for k in RUN_KEYS if k in old_info}]
