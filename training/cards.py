@@ -79,6 +79,28 @@ def auc_table(ev: dict) -> str:
     return "\n".join(lines)
 
 
+def local_snr_table(ev: dict, names: tuple[str, str] = ("speech_rt", "silero_vad_v5")) -> str:
+    """Speech-vs-rest ROC-AUC per local-SNR band of the speech frames (``training.evaluate``)."""
+    conds = [(c, r["speech_roc_auc_by_local_snr"]) for c, r in ev["conditions"].items()
+             if "speech_roc_auc_by_local_snr" in r]
+    if not conds:
+        return "(not measured: rerun `python -m training.evaluate --model speech_rt`)"
+    head = "| local SNR of the speech frame | " + " | ".join(
+        f"{c}: share / {' / '.join(n.replace('_vad_v5', '') for n in names)}" for c, _ in conds) + " |"
+    lines = [head, "|---|" + "---|" * len(conds)]
+    for i, band in enumerate(conds[0][1]):
+        lo, hi = band["band_db"]
+        label = f"< {hi} dB" if lo <= -99 else (f">= {lo} dB" if hi >= 99 else f"{lo} .. {hi} dB")
+        cells = [f"{rows[i]['share']:.0%} / " + " / ".join(f"{rows[i]['auc'][n]:.3f}" for n in names)
+                 for _, rows in conds]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    cmp = [(b["band_db"][0] >= 0, b["auc"][names[1]] > b["auc"][names[0]]) for _, rows in conds for b in rows]
+    audible = [w for hi, w in cmp if hi]
+    lines += ["", f"{names[1]} has the higher ROC-AUC in {sum(w for _, w in cmp)} of {len(cmp)} cells, and in "
+              f"{sum(audible)} of {len(audible)} cells whose speech is audible (local SNR >= 0 dB)."]
+    return "\n".join(lines)
+
+
 def gender_metrics(ev: dict) -> tuple[str, list[str]]:
     missed = []
     lines = ["| unit | n | accuracy | male acc. | female acc. | balanced acc. | target |", "|---|---|---|---|---|---|---|"]
@@ -198,6 +220,7 @@ def main() -> None:
     else:
         subs["metrics"], missed = smo_metrics(ev)
         subs["auc"] = auc_table(ev)
+        subs["auc_local"] = local_snr_table(ev) if a.model == "speech_rt" else ""
         subs["per_corpus"] = "\n".join(
             f"- {c}: " + ", ".join(f"{k} {v:.3f}" for k, v in r["per_corpus_accuracy"].items())
             for c, r in ev["conditions"].items())

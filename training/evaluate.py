@@ -49,6 +49,9 @@ from .sampler import GATE_DB, GENDERS, SMO
 MODELS_DIR = REPO / "deeptone_async" / "models"
 HANGOVER = {"speech": 7, "speech_rt": 1}
 SNRS = (20, 10, 5)
+# local SNR bands (dB) of a speech frame: its clean speech power over the power of the
+# background mixed under it in the same 64 ms, as scaled in the mixture
+LOCAL_SNR_BANDS = ((-99, -10), (-10, -5), (-5, 0), (0, 5), (5, 10), (10, 99))
 
 
 class OnnxModel:
@@ -133,8 +136,14 @@ def _frame_db(x: np.ndarray) -> np.ndarray:
     return frame_db_from_hops(hop_db(x))
 
 
+def _frame_power_db(x: np.ndarray) -> np.ndarray:
+    n = len(x) // FRAME_SAMPLES
+    return 10 * np.log10((x[: n * FRAME_SAMPLES].astype(np.float64).reshape(n, -1) ** 2).mean(1) + 1e-12)
+
+
 def smo_sets(clips: list[Clip], hang: int, seed: int = 0):
-    """Yield (condition, list of (audio, truth, corpus)) for clean and each SNR."""
+    """Yield (condition, list of (audio, truth, corpus, local SNR)) for clean and each SNR; the
+    local SNR (dB per 64 ms frame, see LOCAL_SNR_BANDS) is None for clean audio."""
     speech = [c for c in clips if c.cls == "speech"]
     bgs = [c for c in clips if c.cls != "speech"]
     clean = []
@@ -146,7 +155,7 @@ def smo_sets(clips: list[Clip], hang: int, seed: int = 0):
         else:
             t = np.full(len(fdb), SMO.index(c.cls))
         t[fdb < GATE_DB] = -1
-        clean.append((x, t, c.corpus))
+        clean.append((x, t, c.corpus, None))
     yield "clean", clean
     music = [c for c in bgs if c.cls == "music"]
     noise = [c for c in bgs if c.cls == "other"]
@@ -165,11 +174,14 @@ def smo_sets(clips: list[Clip], hang: int, seed: int = 0):
             act = active_frames(fdb, c.ref_db)
             mask = np.repeat(act, FRAME_SAMPLES)
             mask = np.pad(mask, (0, len(x) - len(mask)))
-            y = A.mix_at_snr(x, bg[s : s + len(x)], snr, mask)
+            bg = bg[s : s + len(x)]
+            y = A.mix_at_snr(x, bg, snr, mask)
             y = np.clip(y, -1, 1)
             t = np.where(hangover(act, hang), 0, 1 if is_music else 2)
             t[_frame_db(y) < GATE_DB] = -1
-            mixed.append((y, t, c.corpus))
+            g = 10 ** ((A.db_power(x[mask] if mask.any() else x) - snr - A.db_power(bg)) / 20)  # as mix_at_snr
+            local = _frame_power_db(x) - _frame_power_db(g * bg)
+            mixed.append((y, t, c.corpus, local))
         yield f"mix_{snr}dB", mixed
 
 
@@ -183,14 +195,16 @@ def eval_smo(model_name: str, clips: list[Clip], folder: Path, with_silero: bool
                 others[other] = OnnxModel(MODELS_DIR / other)
     res: dict = {"truth_hangover_frames": hang, "conditions": {}}
     for cond, items in smo_sets(clips, hang):
-        preds, truths, corp, p_speech = [], [], [], []
+        preds, truths, corp, p_speech, local = [], [], [], [], []
         extra = defaultdict(list)
-        for x, t, c in items:
+        for x, t, c, loc in items:
             p = model(x)[: len(t)]
             preds.append(p.argmax(1))
             p_speech.append(p[:, 0])
             truths.append(t[: len(p)])
             corp += [c] * len(p)
+            if loc is not None:
+                local.append(np.pad(loc, (0, max(0, len(p) - len(loc))), constant_values=np.nan)[: len(p)])
             for k, m in others.items():
                 extra[k].append(m(x)[: len(t), 0])
         pred, truth, ps = np.concatenate(preds), np.concatenate(truths), np.concatenate(p_speech)
@@ -202,16 +216,31 @@ def eval_smo(model_name: str, clips: list[Clip], folder: Path, with_silero: bool
             for k in sorted(set(corp[keep]))
         }
         isspeech = truth[keep] == 0
-        r["speech_roc_auc"] = {model_name: roc_auc(ps[keep], isspeech)}
-        for k, v in extra.items():
-            r["speech_roc_auc"][k] = roc_auc(np.concatenate(v)[keep], isspeech)
+        scores = {model_name: ps} | {k: np.concatenate(v) for k, v in extra.items()}
         if with_silero:
-            sil = silero_frames([x for x, _, _ in items])
-            sp = np.concatenate([s[: len(t)] for s, (_, t, _) in zip(sil, items)])
-            r["speech_roc_auc"]["silero_vad_v5"] = roc_auc(sp[keep], isspeech)
+            sil = silero_frames([x for x, _, _, _ in items])
+            scores["silero_vad_v5"] = np.concatenate([s[: len(t)] for s, (_, t, _, _) in zip(sil, items)])
+        r["speech_roc_auc"] = {k: roc_auc(v[keep], isspeech) for k, v in scores.items()}
+        if local:
+            r["speech_roc_auc_by_local_snr"] = by_local_snr(scores, truth, np.concatenate(local))
         res["conditions"][cond] = r
         print(cond, f"acc {r['accuracy']:.4f} macroF1 {r['macro_f1']:.4f} auc {r['speech_roc_auc']}", flush=True)
     return res
+
+
+def by_local_snr(scores: dict[str, np.ndarray], truth: np.ndarray, local: np.ndarray) -> list[dict]:
+    """Speech-vs-rest ROC-AUC with the speech frames restricted to one local-SNR band (every
+    non-speech frame kept), per band of LOCAL_SNR_BANDS: where in the mixture a detector loses."""
+    keep = truth >= 0
+    speech = keep & (truth == 0)
+    rows = []
+    for lo, hi in LOCAL_SNR_BANDS:
+        band = speech & (local >= lo) & (local < hi)
+        sel = band | (keep & ~speech)
+        rows.append({"band_db": [lo, hi], "speech_frames": int(band.sum()),
+                     "share": float(band.sum() / max(speech.sum(), 1)),
+                     "auc": {k: roc_auc(v[sel], speech[sel]) for k, v in scores.items()}})
+    return rows
 
 
 # ---------------------------------------------------------------------------------------- gender
