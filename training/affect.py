@@ -8,6 +8,13 @@
     python -m training.evaluate_affect --model arousal          # eval.json / eval.md (val split)
     python -m training.affect_card arousal                      # card.md from the JSON results
 
+    # check a recipe on the training speakers alone (K-fold, speaker-grouped; nothing exported):
+    # pooled out-of-fold clip UAR, per corpus and gender -> OUT/cv.json
+    python -m training.affect --model emotions --epochs 60 --channels 96 --dropout 0.1 \
+        --weight-decay 1e-2 --level -50 -5 --cv 4 --out runs/affect/emotions-cv
+    # --calibrate K: the same check first, then the model, with the class log-weights that
+    # maximise the out-of-fold clip UAR baked into the graph (calibration.json beside it)
+
     # cross-corpus runs (train on one corpus, test on the other with training.evaluate_affect)
     python -m training.affect --model arousal --corpora ravdess --out runs/affect/arousal-ravdess
 
@@ -34,6 +41,16 @@ validation loss (val split, clean audio).
 
 ``--ensemble N`` trains N such models with different seeds and exports one graph that averages
 their probabilities.
+
+``--cv K`` checks a recipe without looking at the val split: the training speakers are dealt to
+K folds (each corpus spread over all of them), one model is trained per fold with that fold held
+out, and the held-out clips' predictions are pooled. ``--calibrate K`` runs that check and then
+fits ``prior_bias``, one log-weight per class, on the pooled out-of-fold clip probabilities so
+that their clip UAR is highest (the model's class balance is otherwise set by the balanced
+sampling and the loss, which need not give the best UAR on unseen speakers); the exported graph
+multiplies its probabilities by exp(prior_bias) and renormalises. ``--aux W`` adds a
+training-only head that predicts each clip's own emotion, so the emotions the mapping leaves
+out still train the shared layers.
 
 Model (``AffectNet``): normalise -> patchify conv (one vector per 64 ms frame) -> 4 causal valid
 depthwise-separable TCN blocks (helper-1's ``training.nets.Block``; 16 frames of context) -> causal
@@ -90,6 +107,12 @@ EMOTIONS_MAP = {
     "sad": "tired", "sadness": "tired", "boredom": "tired",
 }
 
+# Auxiliary task (``--aux``): every clip of the emotion corpora, including the emotions the
+# mapping leaves out, keeps its own emotion as a second target, so that fear, surprise and
+# disgust clips still teach the shared layers about vocal expression. Corpus spellings of the
+# same emotion are merged; other labels (a user's manifest) are used as they are.
+FINE = {"angry": "anger", "happy": "happiness", "sad": "sadness", "fearful": "fear", "surprised": "surprise"}
+
 MODELS = {
     "arousal": {"name": "Arousal", "key": "arousal", "labels": ["high", "neutral", "low"], "mapping": AROUSAL_MAP,
                     "description": "Arousal (high / neutral / low) of speech, 2.1 s receptive field; "
@@ -121,7 +144,7 @@ def mapping_for(model: str, path: Path | None) -> dict[str, str]:
 class AffectNet(nn.Module):
     def __init__(self, n_labels: int, channels: int = CHANNELS, blocks=BLOCKS, pool: int = POOL,
                  mean: np.ndarray | None = None, std: np.ndarray | None = None, dropout: float = 0.3,
-                 hidden: int = 64) -> None:
+                 hidden: int = 64, n_aux: int = 0) -> None:
         super().__init__()
         self.context_frames = sum((k - 1) * d for k, d in blocks) + pool - 1
         add_stem(self, channels, list(blocks), mean, std)
@@ -129,14 +152,25 @@ class AffectNet(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.head = nn.Sequential(nn.Conv1d(2 * channels, hidden, 1), nn.ReLU(), nn.Dropout(dropout),
                                   nn.Conv1d(hidden, n_labels, 1))
+        # training-only head for the auxiliary fine-emotion task; not part of the exported graph
+        self.aux = (nn.Sequential(nn.Conv1d(2 * channels, hidden, 1), nn.ReLU(), nn.Dropout(dropout),
+                                  nn.Conv1d(hidden, n_aux, 1)) if n_aux else None)
 
-    def logits(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, 4T, 64) -> (B, T - context_frames, n_labels)."""
+    def pooled(self, features: torch.Tensor) -> torch.Tensor:
         x = ((features - self.mean) * self.inv_std).transpose(1, 2)
         x = torch.relu(self.bn0(self.patch(x)))
         x = self.drop(self.blocks(x))
-        x = torch.cat([self.pool(x), self.pool(x * x)], dim=1)
-        return self.head(x).transpose(1, 2)
+        return torch.cat([self.pool(x), self.pool(x * x)], dim=1)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, 4T, 64) -> (B, T - context_frames, n_labels)."""
+        return self.head(self.pooled(features)).transpose(1, 2)
+
+    def logits_both(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Main and auxiliary logits from one pass (training with ``n_aux``)."""
+        assert self.aux is not None
+        x = self.pooled(features)
+        return self.head(x).transpose(1, 2), self.aux(x).transpose(1, 2)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.logits(features), dim=-1)
@@ -148,9 +182,10 @@ class AffectNet(nn.Module):
 @dataclass
 class Item:
     clip: int  # index into the clip list
-    y: int  # class index
+    y: int  # class index (IGNORE: a clip only the auxiliary task uses)
     feats: np.ndarray  # (4T, 64) float16
     mask: np.ndarray  # (T,) bool: speech frames that carry the label
+    ya: int = IGNORE  # auxiliary (fine emotion) class index
 
 
 def speech_mask(clean: np.ndarray, mixed: np.ndarray | None = None, hang: int = SPEECH_HANGOVER) -> np.ndarray:
@@ -243,8 +278,10 @@ def build_versions(clips: list[Clip], versions: int, bg_corpora, seed: int, tag:
 
 
 def build_items(clips: list[tuple[Clip, int]], all_clips: list[Clip], versions: int, bg_corpora,
-                seed: int, speed: float = 0.1, level: tuple[float, float] | None = None) -> list[list[Item]]:
-    """Items[version][i] for the labelled ``clips`` (a subset of ``all_clips``)."""
+                seed: int, speed: float = 0.1, level: tuple[float, float] | None = None,
+                fine: list[str] | None = None) -> list[list[Item]]:
+    """Items[version][i] for the labelled ``clips`` (a subset of ``all_clips``); with ``fine``
+    (the auxiliary classes) each item also gets its fine emotion index."""
     where = {id(c): i for i, c in enumerate(all_clips)}
     corpora = sorted({c.corpus for c in all_clips})
     vers = {}
@@ -253,12 +290,17 @@ def build_items(clips: list[tuple[Clip, int]], all_clips: list[Clip], versions: 
         vs = build_versions(group, versions, bg_corpora, seed, name, speed, level)
         for j, c in enumerate(group):
             vers[id(c)] = [vs[v][j] for v in range(versions)]
-    return [[Item(where[id(c)], y, *vers[id(c)][v]) for c, y in clips] for v in range(versions)]
+    def ya(c: Clip) -> int:
+        return fine.index(FINE.get(c.label, c.label)) if fine else IGNORE
+
+    return [[Item(where[id(c)], y, *vers[id(c)][v], ya(c)) for c, y in clips] for v in range(versions)]
 
 
-def make_batch(items: list[Item], ctx: int, rng: np.random.Generator | None, max_frames: int = 96):
+def make_batch(items: list[Item], ctx: int, rng: np.random.Generator | None, max_frames: int = 96,
+               aux: bool = False):
     """Inputs (B, 4*(ctx+T), 64) and targets (B, T): each item from a start frame (random when
-    rng is given), with the rows before it as context and SILENCE_FLOOR before the stream."""
+    rng is given), with the rows before it as context and SILENCE_FLOOR before the stream.
+    With ``aux``, also the auxiliary targets (B, T)."""
     segs = []
     for it in items:
         T = len(it.mask)
@@ -271,13 +313,18 @@ def make_batch(items: list[Item], ctx: int, rng: np.random.Generator | None, max
         if lo < 0:
             rows = np.concatenate([np.full((SUBFRAMES * -lo, N_MELS), SILENCE_FLOOR, np.float32), rows])
         y = np.where(it.mask[s:e], it.y, IGNORE)
-        segs.append((rows, y))
-    L = max(len(y) for _, y in segs)
+        ya = np.where(it.mask[s:e], it.ya, IGNORE)
+        segs.append((rows, y, ya))
+    L = max(len(y) for _, y, _ in segs)
     X = np.full((len(segs), SUBFRAMES * (ctx + L), N_MELS), SILENCE_FLOOR, np.float32)
     Y = np.full((len(segs), L), IGNORE, np.int64)
-    for b, (rows, y) in enumerate(segs):
+    YA = np.full((len(segs), L), IGNORE, np.int64)
+    for b, (rows, y, ya) in enumerate(segs):
         X[b, : len(rows)] = rows
         Y[b, : len(y)] = y
+        YA[b, : len(ya)] = ya
+    if aux:
+        return torch.from_numpy(X), torch.from_numpy(Y), torch.from_numpy(YA)
     return torch.from_numpy(X), torch.from_numpy(Y)
 
 
@@ -292,9 +339,10 @@ def spec_augment(X: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return X
 
 
-def evaluate_items(model: AffectNet, items: list[Item], n_labels: int, bs: int = 64):
+def evaluate_items(model: AffectNet, items: list[Item], n_labels: int, bs: int = 64, confusion: bool = False):
     """Class-balanced frame loss (mean over classes of the mean frame cross-entropy), frame UAR
-    and clip UAR (argmax of the mean probability over speech frames) on clean items."""
+    and clip UAR (argmax of the mean probability over speech frames) on clean items; with
+    ``confusion``, also the clip confusion matrix (truth x prediction)."""
     model.eval()
     lossf = nn.CrossEntropyLoss(ignore_index=IGNORE, reduction="none")
     cls_loss, cls_n = np.zeros(n_labels), np.zeros(n_labels)
@@ -318,12 +366,14 @@ def evaluate_items(model: AffectNet, items: list[Item], n_labels: int, bs: int =
                     continue
                 np.add.at(fcm, (Yn[b][m], P[b][m].argmax(-1)), 1)
                 ccm[it.y, P[b][m].mean(0).argmax()] += 1
-    def uar(cm: np.ndarray) -> float:
-        seen = cm.sum(1) > 0
-        return float(np.mean(cm.diagonal()[seen] / cm.sum(1)[seen]))
-
     present = cls_n > 0
-    return float(np.mean(cls_loss[present] / cls_n[present])), uar(fcm), uar(ccm)
+    out = float(np.mean(cls_loss[present] / cls_n[present])), uar_of(fcm), uar_of(ccm)
+    return (*out, ccm) if confusion else out
+
+
+def uar_of(cm: np.ndarray) -> float:
+    seen = cm.sum(1) > 0
+    return float(np.mean(cm.diagonal()[seen] / cm.sum(1)[seen]))
 
 
 # ---------------------------------------------------------------------------------- main
@@ -352,6 +402,19 @@ def main() -> None:
     ap.add_argument("--ensemble", type=int, default=1, help="average N models trained with different seeds")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--aux", type=float, default=0.0, metavar="WEIGHT",
+                    help="auxiliary task with this loss weight (0: off): a second, training-only head "
+                         "predicts every clip's own emotion, the emotions the mapping leaves out included")
+    ap.add_argument("--balance-gender", action="store_true",
+                    help="sample (corpus, class, gender) cells equally instead of (corpus, class) cells")
+    ap.add_argument("--cv", type=int, default=0, metavar="K",
+                    help="check a recipe instead of making a model: K-fold speaker-grouped cross-validation "
+                         "on the train split (one model per fold, --ensemble ignored, nothing exported; "
+                         "results in OUT/cv.json when --out is given)")
+    ap.add_argument("--calibrate", type=int, default=0, metavar="K",
+                    help="run the --cv K check first and bake its prior_bias (class log-weights that "
+                         "maximise the out-of-fold clip UAR) into the exported model; the check's "
+                         "results go to calibration.json in the model folder")
     ap.add_argument("--out", type=Path, default=None, help="model folder (default: the bundled one)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -362,62 +425,206 @@ def main() -> None:
     corpora = list(AFFECT_CORPORA) if a.corpora is None else a.corpora
     mapping = mapping_for(a.model, a.mapping)
     clips, all_clips = load_affect(corpora, a.manifest, mapping, labels)
+    fine: list[str] | None = None
+    if a.aux:  # the clips the mapping leaves out join training for the auxiliary task only
+        clips += [(c, IGNORE) for c in all_clips if mapping.get(c.label) not in labels]
+        fine = sorted({FINE.get(c.label, c.label) for c, _ in clips})
+        print(f"auxiliary classes ({a.aux:g} x loss): {fine}", flush=True)
     train = [(c, y) for c, y in clips if c.split == "train"]
-    val = [(c, y) for c, y in clips if c.split == "val"]
-    print(f"{len(train)} train / {len(val)} val clips from {corpora} + {a.manifest}; per class train "
-          f"{np.bincount([y for _, y in train], minlength=K).tolist()} val "
-          f"{np.bincount([y for _, y in val], minlength=K).tolist()}", flush=True)
+    val = [(c, y) for c, y in clips if c.split == "val" and y != IGNORE]
+    counts = np.bincount([y for _, y in train if y != IGNORE], minlength=K)
+    print(f"{int(counts.sum())} train / {len(val)} val clips from {corpora} + {a.manifest}"
+          f"{f' (+{len(train) - int(counts.sum())} auxiliary-only train clips)' if a.aux else ''}; per class "
+          f"train {counts.tolist()} val {np.bincount([y for _, y in val], minlength=K).tolist()}", flush=True)
     t0 = time.time()
     items = build_items(train + val, all_clips, a.versions, a.bg_corpora, a.seed, a.speed,
-                        tuple(a.level) if a.level else None)
+                        tuple(a.level) if a.level else None, fine)
     tr_items = [row[: len(train)] for row in items]
     va_items = items[0][len(train) :]
     print(f"features ready in {time.time() - t0:.0f}s", flush=True)
+    n_aux = len(fine) if fine else 0
+    if a.cv:
+        res = cross_validate(a, a.cv, labels, train, tr_items, n_aux, t0)
+        if a.out is not None:
+            a.out.mkdir(parents=True, exist_ok=True)
+            (a.out / "cv.json").write_text(json.dumps(res, indent=1) + "\n")
+        return
+    calibration = cross_validate(a, a.calibrate, labels, train, tr_items, n_aux, t0) if a.calibrate else None
 
-    # normalisation constants from speech frames of the training versions (stored in the graph)
-    rows = np.concatenate([it.feats.reshape(-1, SUBFRAMES, N_MELS)[it.mask].reshape(-1, N_MELS)
-                           for row in tr_items for it in row[::7]]).astype(np.float32)
-    ys = np.array([y for _, y in train])
-    counts = np.bincount(ys, minlength=K)
-    # every (corpus, class) cell gets the same share, so that no class is told apart by its
-    # corpus (e.g. EmoDB is most of "low", RAVDESS most of "neutral")
-    cell = [(c.corpus, y) for c, y in train]
-    n_cell = {k: cell.count(k) for k in set(cell)}
-    w = np.array([1.0 / n_cell[k] for k in cell])
-    w /= w.sum()
-    model, best, best_epoch, history = train_one(a, K, train, tr_items, va_items, w, rows, a.seed, t0)
+    model, best, best_epoch, history = fit(a, K, train, tr_items, va_items, a.seed, t0, n_aux)
     members = [model]
     for seed in range(1, a.ensemble):
         print(f"ensemble member {seed}", flush=True)
-        members.append(train_one(a, K, train, tr_items, va_items, w, rows, a.seed + seed, t0)[0])
+        members.append(fit(a, K, train, tr_items, va_items, a.seed + seed, t0, n_aux)[0])
     if len(members) > 1:
         model = Ensemble(members).eval()
         best = evaluate_items(model, va_items, K)
         print(f"ensemble of {len(members)}: val loss {best[0]:.3f} frame UAR {best[1]:.3f} clip UAR {best[2]:.3f}",
               flush=True)
+    if calibration is not None:
+        model = PriorBias(model, calibration["prior_bias"]).eval()
+        best = evaluate_items(model, va_items, K)
+        print(f"with prior bias {calibration['prior_bias']}: val loss {best[0]:.3f} frame UAR {best[1]:.3f} "
+              f"clip UAR {best[2]:.3f}", flush=True)
     folder = a.out or REPO / "deeptone_async" / "models" / a.model
     folder.mkdir(parents=True, exist_ok=True)
     export(model, m, folder)
+    if calibration is not None:
+        (folder / "calibration.json").write_text(json.dumps(calibration, indent=1) + "\n")
+    else:
+        (folder / "calibration.json").unlink(missing_ok=True)
     from .export import check_folder, check_torch_vs_ort
 
     diff = check_torch_vs_ort(model, folder / "model.onnx")
     checks = check_folder(folder)
-    checks.update(torch_vs_ort_max_abs_diff=diff, params=n_params(model), epochs=a.epochs, best_epoch=best_epoch,
+    params = sum(p.numel() for n, p in model.named_parameters() if "aux." not in n)  # as exported
+    checks.update(torch_vs_ort_max_abs_diff=diff, params=params, epochs=a.epochs, best_epoch=best_epoch,
                   best_val_loss=best[0], best_val_frame_uar=best[1], best_val_clip_uar=best[2],
                   train_seconds=round(time.time() - t0), corpora=corpora, manifests=a.manifest,
                   mapping={k: v for k, v in mapping.items() if k not in labels}, versions=a.versions,
                   bg_corpora=a.bg_corpora, channels=a.channels, dropout=a.dropout, lr=a.lr,
-                  weight_decay=a.weight_decay, ensemble=a.ensemble, speed=a.speed, level=a.level, n_train_clips=len(train), n_val_clips=len(val),
+                  weight_decay=a.weight_decay, ensemble=a.ensemble, speed=a.speed, level=a.level,
+                  **({"balance_gender": True} if a.balance_gender else {}),
+                  **({"aux": a.aux, "aux_classes": fine, "n_aux_only_train_clips": len(train) - int(counts.sum())}
+                     if a.aux else {}),
+                  n_train_clips=int(counts.sum()), n_val_clips=len(val),
+                  **({"calibrate": a.calibrate, "prior_bias": calibration["prior_bias"]} if calibration else {}),
                   train_class_counts=dict(zip(labels, counts.tolist())), history=history)
     (folder / "train_info.json").write_text(json.dumps(checks, indent=1) + "\n")
     print(json.dumps({k: v for k, v in checks.items() if k != "history"}, indent=1), flush=True)
 
 
-def train_one(a, K: int, train, tr_items, va_items, w: np.ndarray, rows: np.ndarray, seed: int, t0: float):
+def fit(a, K: int, train, tr_items, va_items, seed: int, t0: float, n_aux: int = 0):
+    """One model trained on ``train`` (with its item versions ``tr_items``), its epoch chosen on
+    ``va_items``: (model, (val loss, frame UAR, clip UAR), best epoch, history)."""
+    # normalisation constants from speech frames of the training versions (stored in the graph)
+    rows = np.concatenate([it.feats.reshape(-1, SUBFRAMES, N_MELS)[it.mask].reshape(-1, N_MELS)
+                           for row in tr_items for it in row[::7]]).astype(np.float32)
+    # every (corpus, class) cell gets the same share, so that no class is told apart by its
+    # corpus (e.g. EmoDB is most of "low", RAVDESS most of "neutral"); auxiliary-only clips
+    # form one cell per (corpus, fine emotion); --balance-gender splits every cell by gender
+    cell = [(c.corpus, y if y != IGNORE else "aux:" + c.label) + ((c.gender,) if a.balance_gender else ())
+            for c, y in train]
+    n_cell = {k: cell.count(k) for k in set(cell)}
+    w = np.array([1.0 / n_cell[k] for k in cell])
+    w /= w.sum()
+    return train_one(a, K, train, tr_items, va_items, w, rows, seed, t0, n_aux)
+
+
+def cross_validate(a, folds_k: int, labels: list[str], train, tr_items, n_aux: int, t0: float) -> dict:
+    """K-fold cross-validation over the training speakers (``--cv K`` / ``--calibrate K``):
+    each corpus's speakers are shuffled and dealt round-robin to the folds, one model per fold.
+    From the out-of-fold clips: the pooled clip confusion matrix and UARs (overall, per corpus,
+    per gender), and the class bias that maximises the out-of-fold clip UAR (``prior_bias``)."""
+    K = len(labels)
+    fold_of = speaker_folds([c for c, _ in train], folds_k, a.seed)
+    oof: list[tuple[Clip, int, int, np.ndarray]] = []  # (clip, truth, fold, frame probabilities)
+    folds = []
+    for k in range(folds_k):
+        inside = [fold_of[(c.corpus, c.speaker)] == k for c, _ in train]
+        tr = [i for i, f in enumerate(inside) if not f]
+        va = [i for i, f in enumerate(inside) if f and train[i][1] != IGNORE]
+        held = sorted({f"{c.corpus}:{c.speaker}" for (c, _), f in zip(train, inside) if f})
+        print(f"fold {k}: held-out speakers {held}", flush=True)
+        model = fit(a, K, [train[i] for i in tr], [[row[i] for i in tr] for row in tr_items],
+                    [tr_items[0][i] for i in va], a.seed + 100 * k, t0, n_aux)[0]
+        probs = frame_probs(model, [tr_items[0][i] for i in va])
+        oof += [(train[i][0], train[i][1], k, p) for i, p in zip(va, probs)]
+        fold_uar = uar_of(clip_confusion([(y, p) for _, y, f, p in oof if f == k], K))
+        folds.append({"held_out": held, "clip_uar": fold_uar})
+        print(f"fold {k}: clip UAR {fold_uar:.3f}", flush=True)
+    groups: dict[str, list[tuple[int, np.ndarray]]] = {"all": []}
+    for c, y, _, p in oof:
+        for g in ("all", f"corpus={c.corpus}", f"gender={c.gender}"):
+            groups.setdefault(g, []).append((y, p))
+    bias = fit_prior_bias([(y, p) for _, y, _, p in oof], K)
+    res = {"folds": folds,
+           "pooled_clip_uar": {g: uar_of(clip_confusion(v, K)) for g, v in groups.items()},
+           "mean_fold_clip_uar": float(np.mean([f["clip_uar"] for f in folds])),
+           "std_fold_clip_uar": float(np.std([f["clip_uar"] for f in folds])),
+           "confusion": clip_confusion(groups["all"], K).astype(int).tolist(), "labels": labels,
+           "prior_bias": bias.tolist(),
+           "pooled_clip_uar_with_prior_bias": {g: uar_of(clip_confusion(v, K, bias)) for g, v in groups.items()},
+           "confusion_with_prior_bias": clip_confusion(groups["all"], K, bias).astype(int).tolist(),
+           "recipe": {k: v for k, v in vars(a).items() if k != "out"} | {"out": str(a.out)}}
+    print(json.dumps({k: v for k, v in res.items() if k != "recipe"}, indent=1), flush=True)
+    return res
+
+
+def speaker_folds(clips: list[Clip], k: int, seed: int) -> dict[tuple[str, str], int]:
+    """(corpus, speaker) -> fold in 0..k-1: each corpus's speakers shuffled and dealt round-robin,
+    continuing across corpora, so the folds get nearly equal shares of every corpus."""
+    rng = np.random.default_rng(seed)
+    fold_of: dict[tuple[str, str], int] = {}
+    n = 0
+    for corpus in sorted({c.corpus for c in clips}):
+        for s in rng.permutation(sorted({c.speaker for c in clips if c.corpus == corpus})):
+            fold_of[(corpus, str(s))] = n % k
+            n += 1
+    return fold_of
+
+
+def frame_probs(model: nn.Module, items: list[Item], bs: int = 64) -> list[np.ndarray]:
+    """Each clean item's class probabilities on its labelled (speech) frames, (n, K)."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(items), bs):
+            X, Y = make_batch(items[i : i + bs], model.context_frames, None, max_frames=10_000)
+            P = model(X).numpy()
+            out += [P[b][Y[b].numpy() != IGNORE] for b in range(len(P))]
+    return out
+
+
+def apply_bias(p: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Frame probabilities reweighted by exp(bias) and renormalised (what the exported graph does)."""
+    q = p * np.exp(bias)
+    return q / q.sum(-1, keepdims=True)
+
+
+def clip_confusion(clips: list[tuple[int, np.ndarray]], K: int, bias: np.ndarray | None = None) -> np.ndarray:
+    """Clip confusion matrix: a clip's decision is the argmax of its mean frame probability."""
+    cm = np.zeros((K, K))
+    for y, p in clips:
+        if len(p):
+            cm[y, (p if bias is None else apply_bias(p, bias)).mean(0).argmax()] += 1
+    return cm
+
+
+def fit_prior_bias(clips: list[tuple[int, np.ndarray]], K: int, span: float = 2.0, step: float = 0.05) -> np.ndarray:
+    """Log-weights per class (the first fixed at 0) that maximise the clip UAR of ``clips`` (out-of-fold
+    predictions): coordinate ascent on a grid, ties broken towards smaller weights."""
+    bias = np.zeros(K)
+    grid = np.round(np.arange(-span, span + step / 2, step), 4)
+    best = uar_of(clip_confusion(clips, K, bias))
+    for _ in range(4):
+        changed = False
+        for k in range(1, K):
+            for v in sorted(grid, key=abs):
+                b = bias.copy()
+                b[k] = v
+                u = uar_of(clip_confusion(clips, K, b))
+                if u > best + 1e-9:
+                    best, bias, changed = u, b, True
+        if not changed:
+            break
+    return bias
+
+
+def masked_ce(lossf: nn.Module, lg: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the frames with a target; zero (not NaN) when a batch has none."""
+    if not bool((Y != IGNORE).any()):
+        return lg.sum() * 0.0
+    return lossf(lg.reshape(-1, lg.shape[-1]), Y.reshape(-1))
+
+
+def train_one(a, K: int, train, tr_items, va_items, w: np.ndarray, rows: np.ndarray, seed: int, t0: float,
+              n_aux: int = 0):
     """One model: (model at its best epoch, (val loss, frame UAR, clip UAR), best epoch, history)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = AffectNet(K, channels=a.channels, dropout=a.dropout, mean=rows.mean(0), std=rows.std(0) + 1e-3)
+    model = AffectNet(K, channels=a.channels, dropout=a.dropout, mean=rows.mean(0), std=rows.std(0) + 1e-3,
+                      n_aux=n_aux)
     assert model.context_frames == CONTEXT
     print(f"params {n_params(model)}  context_frames {model.context_frames}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
@@ -434,10 +641,14 @@ def train_one(a, K: int, train, tr_items, va_items, w: np.ndarray, rows: np.ndar
                 g["lr"] = lr
             idx = rng.choice(len(train), size=a.batch, p=w)
             vers = rng.integers(0, a.versions, size=a.batch)
-            X, Y = make_batch([tr_items[v][i] for i, v in zip(idx, vers)], model.context_frames, rng)
-            X = spec_augment(X, rng)
-            lg = model.logits(X)
-            loss = lossf(lg.reshape(-1, K), Y.reshape(-1))
+            batch = [tr_items[v][i] for i, v in zip(idx, vers)]
+            if n_aux:
+                X, Y, YA = make_batch(batch, model.context_frames, rng, aux=True)
+                lg, la = model.logits_both(spec_augment(X, rng))
+                loss = masked_ce(lossf, lg, Y) + a.aux * masked_ce(lossf, la, YA)
+            else:
+                X, Y = make_batch(batch, model.context_frames, rng)
+                loss = masked_ce(lossf, model.logits(spec_augment(X, rng)), Y)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -471,7 +682,25 @@ class Ensemble(nn.Module):
         return torch.stack([m(features) for m in self.members]).mean(0)
 
 
-def export(model: AffectNet, m: dict, folder: Path) -> None:
+class PriorBias(nn.Module):
+    """A model's frame probabilities reweighted by exp(bias) per class and renormalised: moves
+    the decision boundaries by class log-weights fitted on out-of-fold predictions (``--calibrate``)."""
+
+    def __init__(self, model: nn.Module, bias: list[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.context_frames = model.context_frames
+        self.register_buffer("weight", torch.exp(torch.tensor(bias, dtype=torch.float32)).view(1, 1, -1))
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.log(self.forward(features) + 1e-8)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        q = self.model(features) * self.weight
+        return q / q.sum(-1, keepdim=True)
+
+
+def export(model: nn.Module, m: dict, folder: Path) -> None:
     from .export import export_onnx
 
     export_onnx(model, folder / "model.onnx")

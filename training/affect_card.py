@@ -68,7 +68,24 @@ MISSED = {
                 '`{"calm": null}`, for training and evaluation) gave 62.9% on the validation clips without '
                 "calm, where the shipped model scores 61.9%: tired recall rose (0.47 -> 0.56) but happy fell "
                 "(0.45 -> 0.24), so calm stays neutral. More (and natural) speech data is the likelier way to "
-                "the target than a larger model.",
+                "the target than a larger model. Two more ideas were checked with the speaker cross-validation below "
+                "(which does not look at the val split): an auxiliary head that also learns every clip's own "
+                "emotion, so that the left-out fear / surprise / disgust clips train the shared layers (`--aux 0.5`: "
+                "55.0%, `--aux 1`: 54.2%, against 55.3% without), and a prior bias fitted on the out-of-fold "
+                "predictions (`--calibrate 4`: out-of-fold 57.4% (fitted and scored on the same predictions), "
+                "but on the val split the 3-network model scored 64.4% with it and 64.5% without). Neither is "
+                "used.",
+}
+
+RERUN = {
+    "arousal": "Run-to-run spread: retraining with the same command and seeds on the current training code (the "
+               "networks' initialisation order changed since these weights were made) gave a val clip UAR of "
+               "74.7%, and 77.3% with the prior bias of `--calibrate 4`; the 75% target is therefore met by these "
+               "weights, but with no margin beyond the spread of the recipe, and the cross-validation below "
+               "(66.6%) says unseen speakers should expect less.",
+    "emotions": "Run-to-run spread: retraining with the same command and seeds on the current training code (the "
+                "networks' initialisation order changed since these weights were made) gave a val clip UAR of "
+                "64.5% (63.2% for these weights), and 64.4% with the prior bias of `--calibrate 4`.",
 }
 
 RECIPE_NOTE = {
@@ -104,7 +121,52 @@ def train_command(model: str, info: dict, extra: str = "") -> str:
             cmd += f" --{flag} {info[key]}"
     if info.get("level"):
         cmd += f" --level {info['level'][0]:g} {info['level'][1]:g}"
+    if info.get("calibrate") and not extra.strip().startswith("--corpora"):
+        cmd += f" --calibrate {info['calibrate']}"
     return cmd
+
+
+def cv_section(model: str, info: dict, cal: dict | None, tgt: float) -> list[str]:
+    """The speaker cross-validation on the training split (``--calibrate`` / ``--cv``)."""
+    if not cal:
+        return []
+    labels = cal["labels"]
+    calibrated = bool(info.get("calibrate"))
+    u, ub = cal["pooled_clip_uar"], cal["pooled_clip_uar_with_prior_bias"] if calibrated else None
+    k = len(cal["folds"])
+    how = (f"The training command also ran a {k}-fold check" if calibrated else
+           f"A {k}-fold check of the same recipe (`{train_command(model, info)} --cv {k} --out "
+           f"deeptone_async/models/{model}`, writes `cv.json`) ran")
+    out = [f"### Cross-validation on the training speakers ({k} folds)\n",
+           f"The val split has 6 speakers, so its figures move by several points with one speaker. {how} on the "
+           f"{sum(len(f['held_out']) for f in cal['folds'])} training speakers: each fold holds out whole "
+           "speakers of both corpora; one network per fold (no ensemble), trained on the other folds' speakers, "
+           "so on about 3/4 of the data; figures pooled over the held-out clips; the val split is not used.\n",
+           "| | pooled clip UAR |" + (" with the prior bias (fitted on these predictions) |" if ub else ""),
+           "|---|---|" + ("---|" if ub else "")]
+    for g in ["all"] + sorted(k for k in u if k != "all"):
+        out.append(f"| {g} | {_f(u[g])} |" + (f" {_f(ub[g])} |" if ub else ""))
+    out.append("")
+    out.append(f"Per fold: {', '.join(_f(f['clip_uar']) for f in cal['folds'])} (mean {_f(cal['mean_fold_clip_uar'])}, "
+               f"sd {100 * cal['std_fold_clip_uar']:.1f} points). Against the {tgt:.0%} target this estimate "
+               f"is {'met' if u['all'] >= tgt else '**missed**'}.\n")
+    fem, mal = u.get("gender=female"), u.get("gender=male")
+    if fem is not None and mal is not None and abs(fem - mal) > 0.05:
+        worse, better = ("male", "female") if fem > mal else ("female", "male")
+        out.append(f"**Gender gap (a defect, not fixed):** on these {sum(len(f['held_out']) for f in cal['folds'])} "
+                   f"speakers the recipe is {100 * abs(fem - mal):.1f} points weaker for {worse} voices "
+                   f"({_f(min(fem, mal))} against {_f(max(fem, mal))} for {better}), a larger gap than the val "
+                   "split shows; treat its decisions on " + worse + " speech with more caution.\n")
+    if ub:
+        bias = ", ".join(f"{lab} {b:+.2f}" for lab, b in zip(labels, cal["prior_bias"]))
+        out.append(f"**Prior bias.** The model's class balance comes from balanced sampling and the loss, which "
+                   "need not give the best UAR on unseen speakers. One log-weight per class was fitted on the "
+                   "pooled out-of-fold clip probabilities to maximise their clip UAR (coordinate search, "
+                   f"`training.affect.fit_prior_bias`): {bias}. The exported graph multiplies its probabilities by "
+                   "exp(weight) and renormalises, so every figure in this card includes it. The right-hand column "
+                   "is fitted and scored on the same predictions (optimistic); the val split above is its honest "
+                   "test.\n")
+    return out
 
 
 def _load(folder: Path, name: str) -> dict | None:
@@ -133,6 +195,7 @@ def write_card(model: str, folder: Path | None = None) -> Path:
     folder = folder or REPO / "deeptone_async" / "models" / model
     info = _load(folder, "train_info.json") or {}
     ev = _load(folder, "eval.json")
+    cal = _load(folder, "calibration.json") or _load(folder, "cv.json")
     spec = json.loads((folder / "spec.json").read_text())
     tgt = TARGET[model]
     L: list[str] = []
@@ -261,7 +324,8 @@ def write_card(model: str, folder: Path | None = None) -> Path:
                          "speaker-to-speaker variation.\n")
             add(text)
         add("Caveat: the same val split chose the kept epoch (lowest val loss, not best UAR), so these figures are "
-            "slightly optimistic; the cross-corpus figures below are on entirely unseen data.\n")
+            "slightly optimistic; the cross-validation and cross-corpus figures below are steadier guides.\n")
+        add(RERUN[model] + "\n")
         if "engine" in ev:
             e = ev["engine"]
             add(f"Through the engine (`process_file`, Silero VAD as speech detector, {e.get('clips')} val clips): "
@@ -269,6 +333,7 @@ def write_card(model: str, folder: Path | None = None) -> Path:
                 f"{_f(e.get('mean_silence_fraction'))}, affect labels {_f(e.get('mean_affect_fraction'))}; the "
                 f"summary's most frequent affect label is the clip's label for "
                 f"{_f(e.get('clip_accuracy_of_most_frequent_label'))} of the clips.\n")
+    L.extend(cv_section(model, info, cal, tgt))
     add("### Cross-corpus (train on one corpus, test on all clips of the other)\n")
     for name, src, dst in CROSS:
         cx = _load(folder, f"eval_{name}.json")

@@ -1,0 +1,79 @@
+"""The affect training's recipe check and calibration (``training.affect --cv / --calibrate``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="the training code needs torch==2.13.0")
+
+import torch  # noqa: E402
+
+from .affect import (  # noqa: E402
+    AffectNet,
+    PriorBias,
+    apply_bias,
+    clip_confusion,
+    fit_prior_bias,
+    speaker_folds,
+    uar_of,
+)
+from .data import Clip  # noqa: E402
+
+
+def _clip(corpus: str, speaker: str) -> Clip:
+    return Clip(corpus, f"{speaker}.opus", "angry", "speech", "female", "en", speaker, "train", "-",
+                np.zeros(1, np.int16))
+
+
+def test_speaker_folds_keep_speakers_whole_and_spread_each_corpus() -> None:
+    clips = [_clip("a", f"{i:02d}") for i in range(20) for _ in range(3)] + \
+        [_clip("b", f"{i:02d}") for i in range(8) for _ in range(2)]
+    folds = speaker_folds(clips, 4, seed=0)
+    assert set(folds) == {(c.corpus, c.speaker) for c in clips}  # one fold per speaker
+    for corpus, n in (("a", 20), ("b", 8)):
+        sizes = np.bincount([f for (c, _), f in folds.items() if c == corpus], minlength=4)
+        assert sizes.tolist() == [n // 4] * 4
+    assert speaker_folds(clips, 4, seed=0) == folds
+    assert speaker_folds(clips, 4, seed=1) != folds
+
+
+def _biased_clips(rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
+    """3 classes; the model under-rates class 2: its clips look like class 1 plus a little."""
+    clips = []
+    for y in range(3):
+        for _ in range(40):
+            p = np.full((10, 3), 0.1)
+            p[:, 0 if y == 0 else 1] += 0.5
+            if y == 2:
+                p[:, 2] += 0.3 + 0.1 * rng.random()
+            clips.append((y, p / p.sum(-1, keepdims=True)))
+    return clips
+
+
+def test_prior_bias_recovers_an_under_predicted_class() -> None:
+    clips = _biased_clips(np.random.default_rng(0))
+    before = uar_of(clip_confusion(clips, 3))
+    bias = fit_prior_bias(clips, 3)
+    after = uar_of(clip_confusion(clips, 3, bias))
+    assert before == pytest.approx(2 / 3)  # class 2 is always called 1
+    assert after == 1.0
+    assert bias[0] == 0.0 and bias[2] > bias[1]
+
+
+def test_prior_bias_is_zero_when_nothing_is_gained() -> None:
+    clips = [(y, np.eye(3)[[y] * 5] * 0.8 + 0.2 / 3) for y in range(3) for _ in range(5)]
+    assert fit_prior_bias(clips, 3).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_prior_bias_module_reweights_like_the_fit() -> None:
+    torch.manual_seed(0)
+    net = AffectNet(4, channels=8).eval()
+    bias = [0.0, -0.5, 0.3, 1.0]
+    wrapped = PriorBias(net, bias).eval()
+    x = torch.randn(2, 4 * (net.context_frames + 5), 64)
+    with torch.no_grad():
+        p, q = net(x).numpy(), wrapped(x).numpy()
+    assert q.shape == p.shape and wrapped.context_frames == net.context_frames
+    np.testing.assert_allclose(q.sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(q, apply_bias(p, np.array(bias)), atol=1e-6)
