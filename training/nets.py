@@ -33,8 +33,30 @@ class Block(nn.Module):
         return (x[:, :, self.trim :] if self.trim else x) + y
 
 
+class Stem2d(nn.Module):
+    """Local time-frequency filters before the patchify conv: two 3x3 convolutions over (log-mel
+    rows, mel bands), valid in time (4 rows = one frame of context), each halving the bands
+    (stride 2, padded in frequency only) -> (batch, channels * 16, rows - 4)."""
+
+    CONTEXT_ROWS = 4
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, channels, 3, stride=(1, 2), padding=(0, 1), bias=False)
+        self.b1 = nn.BatchNorm2d(channels)
+        self.c2 = nn.Conv2d(channels, channels, 3, stride=(1, 2), padding=(0, 1), bias=False)
+        self.b2 = nn.BatchNorm2d(channels)
+        self.out_features = channels * N_MELS // 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, rows, 64) normalised log-mel -> (B, channels * 16, rows - 4)."""
+        y = torch.relu(self.b1(self.c1(x.unsqueeze(1))))
+        y = torch.relu(self.b2(self.c2(y)))  # (B, C, rows - 4, 16)
+        return y.permute(0, 1, 3, 2).flatten(1, 2)
+
+
 def add_stem(module: nn.Module, channels: int, blocks: list[tuple[int, int]],
-             mean: np.ndarray | None, std: np.ndarray | None) -> None:
+             mean: np.ndarray | None, std: np.ndarray | None, in_features: int = N_MELS) -> None:
     """Give ``module`` the shared stem: per-mel normalisation (``mean``, ``inv_std`` buffers in
     the graph), the kernel-4 stride-4 patchify conv (``patch``, ``bn0``) and the residual
     causal ``blocks``. Used by every network here, so their state-dict keys agree."""
@@ -42,18 +64,22 @@ def add_stem(module: nn.Module, channels: int, blocks: list[tuple[int, int]],
     s = np.ones(N_MELS, np.float32) if std is None else std.astype(np.float32)
     module.register_buffer("mean", torch.from_numpy(m).view(1, 1, N_MELS))
     module.register_buffer("inv_std", torch.from_numpy(1.0 / s).view(1, 1, N_MELS))
-    module.patch = nn.Conv1d(N_MELS, channels, SUBFRAMES, stride=SUBFRAMES, bias=False)
+    module.patch = nn.Conv1d(in_features, channels, SUBFRAMES, stride=SUBFRAMES, bias=False)
     module.bn0 = nn.BatchNorm1d(channels)
     module.blocks = nn.Sequential(*[Block(channels, k, d) for k, d in blocks])
 
 
 class CausalTCN(nn.Module):
     def __init__(self, n_labels: int, channels: int, blocks: list[tuple[int, int]],
-                 mean: np.ndarray | None = None, std: np.ndarray | None = None, head_hidden: int = 0) -> None:
+                 mean: np.ndarray | None = None, std: np.ndarray | None = None, head_hidden: int = 0,
+                 stem2d: int = 0) -> None:
         super().__init__()
         self.blocks_cfg = blocks
         self.context_frames = sum((k - 1) * d for k, d in blocks)
-        add_stem(self, channels, blocks, mean, std)
+        self.stem2d = Stem2d(stem2d) if stem2d else None
+        if self.stem2d is not None:
+            self.context_frames += Stem2d.CONTEXT_ROWS // SUBFRAMES
+        add_stem(self, channels, blocks, mean, std, self.stem2d.out_features if self.stem2d else N_MELS)
         layers: list[nn.Module] = []
         if head_hidden:
             layers += [nn.Conv1d(channels, head_hidden, 1), nn.ReLU(), nn.Conv1d(head_hidden, n_labels, 1)]
@@ -63,7 +89,8 @@ class CausalTCN(nn.Module):
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """(B, 4T, 64) -> (B, T - context_frames, n_labels) logits."""
-        x = ((features - self.mean) * self.inv_std).transpose(1, 2)
+        x = (features - self.mean) * self.inv_std
+        x = self.stem2d(x) if self.stem2d is not None else x.transpose(1, 2)
         x = torch.relu(self.bn0(self.patch(x)))
         x = self.blocks(x)
         return self.head(x).transpose(1, 2)

@@ -89,3 +89,27 @@ def test_ensemble_is_the_mean_of_its_members_and_needs_one_context() -> None:
         torch.testing.assert_close(ens(x), (a(x) + b(x)) / 2)
     with pytest.raises(ValueError):
         ProbAverage([a, CausalTCN(3, 8, [(3, 1)])])
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.onnx's legacy exporter, used on purpose
+def test_stem2d_sees_exactly_its_receptive_field_and_streams(tmp_path) -> None:
+    import torch
+
+    from .export import export_onnx
+    from .nets import CausalTCN
+
+    torch.manual_seed(2)
+    net = CausalTCN(3, 8, [(1, 1), (1, 1)], stem2d=4).eval()
+    assert net.context_frames == 1  # the 2-D stem's 4 rows of time context = one frame
+    x = torch.randn(1, 4 * 12, 64)
+    with torch.no_grad():
+        y = net(x)
+        assert y.shape == (1, 11, 3)
+        # output frame j depends on rows 4j .. 4j + 7 only
+        x2 = x.clone()
+        x2[:, 4 * 5 + 8 :] += 5.0  # change rows after output frame 5's window
+        x2[:, : 4 * 5] -= 5.0  # and rows before it
+        torch.testing.assert_close(net(x2)[:, 5], y[:, 5])
+        assert not torch.allclose(net(x2)[:, 6], y[:, 6])
+    export_onnx(net, tmp_path / "model.onnx")
+    assert check_streaming(tmp_path / "model.onnx", net.context_frames) < 1e-5

@@ -63,7 +63,7 @@ MODELS = {
 
 # what train_info.json records of each run (and keeps of the runs a resumed run continues)
 RUN_KEYS = ("train_steps", "train_seconds", "best_val_balanced_acc_crops", "lr", "fast_frac", "seed", "batch",
-            "channels", "widened_from_channels")
+            "channels", "widened_from_channels", "stem2d", "p_bg", "snr")
 
 
 class Stream(IterableDataset):
@@ -114,6 +114,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="model folder (default: the bundled one)")
     ap.add_argument("--fast-frac", type=float, default=None,
                     help="share of feature-domain (fast) examples; default per model")
+    ap.add_argument("--p-bg", type=float, default=None, metavar="P",
+                    help="share of speech crops with noise or music mixed under them (default: the model's)")
+    ap.add_argument("--snr", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="SNR range in dB for that mixing (default: the model's, 0 25 for speech / speech_rt)")
+    ap.add_argument("--stem2d", type=int, default=None, metavar="CH",
+                    help="put CH-channel 2-D time-frequency convolutions before the patchify conv (0: none); "
+                         "they take one frame of context from the first block")
     ap.add_argument("--channels", type=int, default=None,
                     help="network width (default: the model's; a resumed narrower checkpoint is widened to it)")
     ap.add_argument("--resume-from", type=Path, default=None, metavar="CKPT",
@@ -128,6 +135,13 @@ def main() -> None:
     m = dict(MODELS[a.model])
     if a.channels is not None:
         m["channels"] = a.channels
+    if a.stem2d is not None:
+        m["stem2d"] = a.stem2d
+    if m.get("stem2d"):  # the 2-D stem sees one frame of context: the first block gives it up
+        k, d = m["blocks"][0]
+        if d != 1 or k < 2:
+            raise SystemExit(f"--stem2d needs a first block of kernel >= 2 and dilation 1, not {(k, d)}")
+        m["blocks"] = [(k - 1, 1), *m["blocks"][1:]]
     cfg: TaskCfg = m["task"]
     corpora = m["corpora"] if a.corpora is None else a.corpora
     if cfg.task == "gender":
@@ -138,6 +152,10 @@ def main() -> None:
 
     if a.fast_frac is not None:
         cfg = dataclasses.replace(cfg, fast_frac=a.fast_frac)
+    if a.p_bg is not None:
+        cfg = dataclasses.replace(cfg, p_bg=a.p_bg)
+    if a.snr is not None:
+        cfg = dataclasses.replace(cfg, snr=(a.snr[0], a.snr[1]))
     t_rows = time.time()
     rows = precompute_rows(train) if cfg.fast_frac > 0 else None  # shared with workers by fork
     print(f"precomputed log-mel rows in {time.time() - t_rows:.0f}s", flush=True)
@@ -145,7 +163,7 @@ def main() -> None:
     f0, _ = Sampler(train, cfg, seed=a.seed + 99, rows=rows).batch(256)
     flat = f0.reshape(-1, f0.shape[-1])
     mean, std = flat.mean(0), flat.std(0) + 1e-3
-    model = CausalTCN(len(m["labels"]), m["channels"], m["blocks"], mean, std)
+    model = CausalTCN(len(m["labels"]), m["channels"], m["blocks"], mean, std, stem2d=m.get("stem2d", 0))
     ckpt = CACHE / f"{a.model}.pt"
     widened_from = None
     start = a.resume_from or ckpt
@@ -164,7 +182,8 @@ def main() -> None:
     print(f"params {n_params(model)}  context_frames {model.context_frames}", flush=True)
 
     # fixed validation batches: val clips, same mixing, no channel/gain augmentation
-    vcfg = dataclasses.replace(cfg, channel=False, gain_db=(0.0, 0.0), fast_frac=0.0)
+    # (the model's own mixing, whatever --p-bg / --snr say, so that runs stay comparable)
+    vcfg = dataclasses.replace(m["task"], channel=False, gain_db=(0.0, 0.0), fast_frac=0.0)
     vs = Sampler(val, vcfg, seed=1234)
     vbatches = [vs.batch(64) for _ in range(12)]
 
@@ -221,7 +240,8 @@ def main() -> None:
     checks.update(params=n_params(model), train_steps=step,
                   train_seconds=round(time.time() - t0), corpora=list(corpora), manifests=a.manifest,
                   best_val_balanced_acc_crops=best[0], lr=a.lr, fast_frac=cfg.fast_frac, seed=a.seed,
-                  batch=a.batch, channels=m["channels"])
+                  p_bg=cfg.p_bg, snr=list(cfg.snr),
+                  batch=a.batch, channels=m["channels"], **({"stem2d": m["stem2d"]} if m.get("stem2d") else {}))
     if widened_from is not None:
         checks["widened_from_channels"] = widened_from
     # the history of the runs this one continues travels with the checkpoint (whatever --out was)
