@@ -131,10 +131,13 @@ def breakdown(ev: dict, sec: str, min_n: int = 0) -> str:
 def _run_part(r: dict) -> str:
     return (f"{r['train_steps']} steps / {r['train_seconds'] / 60:.1f} min"
             + (f", {r['channels']} channels" if "channels" in r else "")
+            + (f", 2-D stem of {r['stem2d']} channels" if r.get("stem2d") else "")
             + (f" (the checkpoint widened from {r['widened_from_channels']} channels first, same function)"
                if "widened_from_channels" in r else "")
             + (f", lr {r['lr']}" if "lr" in r else "")
             + (f", feature-domain share {r['fast_frac']}" if "fast_frac" in r else "")
+            + (f", background under {r['p_bg']:.0%} of speech crops at {r['snr'][0]:g}..{r['snr'][1]:g} dB SNR"
+               if "p_bg" in r and "snr" in r else "")
             + f" (best val-crop balanced acc. {r['best_val_balanced_acc_crops']:.3f})")
 
 
@@ -199,6 +202,11 @@ def main() -> None:
         "steps": str(sum(r["train_steps"] for r in all_runs(info))),
         "train_min": f"{sum(r['train_seconds'] for r in all_runs(info)) / 60:.1f}",
         "runs": runs_text(info),
+        "stem": (f"two 3x3 convolutions over (rows, mel bands), {info['stem2d']} channels, valid in time (one "
+                 "frame of context), stride 2 over the bands, each with BatchNorm + ReLU -> "
+                 if info.get("stem2d") else ""),
+        "patch_in": f"{info['stem2d']} x 16" if info.get("stem2d") else "64",
+        "kernels": "1, 1, 1" if info.get("stem2d") else "2, 1, 1",
         "stream_diff": f"{info['streaming_max_abs_diff']:.1e}",
         "ort_diff": f"{info['torch_vs_ort_max_abs_diff']:.1e}",
         "ctx": str(spec["context_frames"]),
