@@ -1,7 +1,7 @@
 """Train one model and export it into its model folder.
 
     nice -n 10 python -m training.train --model speech     [--minutes 10]
-    nice -n 10 python -m training.train --model speech_rt  [--minutes 6]
+    nice -n 10 python -m training.train --model speech_rt  [--minutes 15]
     nice -n 10 python -m training.train --model gender     [--minutes 14]
 
 Data: ``--corpora`` (names under the data root, ``$DEEPTONE_DATA``, default
@@ -47,8 +47,8 @@ MODELS = {
     ),
     "speech_rt": dict(
         name="SpeechRT", key="speech-rt", labels=list(SMO), voice=False, speech_label="speech",
-        channels=96, blocks=[(2, 1), (1, 1), (1, 1)], task=TaskCfg("smo", 1, 24, hangover=1, fast_frac=0.7),
-        corpora=ALL_CORPORA, minutes=6.0,
+        channels=96, stem2d=16, blocks=[(2, 1), (1, 1), (1, 1)],
+        task=TaskCfg("smo", 1, 24, hangover=1, fast_frac=0.7), corpora=ALL_CORPORA, minutes=15.0,
         description="Low-latency speech / music / other, 128 ms receptive field",
     ),
     "gender": dict(
