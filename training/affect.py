@@ -546,7 +546,7 @@ def cross_validate(a, folds_k: int, labels: list[str], train, tr_items, n_aux: i
            "prior_bias": bias.tolist(),
            "pooled_clip_uar_with_prior_bias": {g: uar_of(clip_confusion(v, K, bias)) for g, v in groups.items()},
            "confusion_with_prior_bias": clip_confusion(groups["all"], K, bias).astype(int).tolist(),
-           "recipe": {k: v for k, v in vars(a).items() if k != "out"} | {"out": str(a.out)}}
+           "recipe": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}}
     print(json.dumps({k: v for k, v in res.items() if k != "recipe"}, indent=1), flush=True)
     return res
 
