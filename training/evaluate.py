@@ -136,11 +136,6 @@ def _frame_db(x: np.ndarray) -> np.ndarray:
     return frame_db_from_hops(hop_db(x))
 
 
-def _frame_power_db(x: np.ndarray) -> np.ndarray:
-    n = len(x) // FRAME_SAMPLES
-    return 10 * np.log10((x[: n * FRAME_SAMPLES].astype(np.float64).reshape(n, -1) ** 2).mean(1) + 1e-12)
-
-
 def smo_sets(clips: list[Clip], hang: int, seed: int = 0):
     """Yield (condition, list of (audio, truth, corpus, local SNR)) for clean and each SNR; the
     local SNR (dB per 64 ms frame, see LOCAL_SNR_BANDS) is None for clean audio."""
@@ -174,13 +169,11 @@ def smo_sets(clips: list[Clip], hang: int, seed: int = 0):
             act = active_frames(fdb, c.ref_db)
             mask = np.repeat(act, FRAME_SAMPLES)
             mask = np.pad(mask, (0, len(x) - len(mask)))
-            bg = bg[s : s + len(x)]
-            y = A.mix_at_snr(x, bg, snr, mask)
+            y = A.mix_at_snr(x, bg[s : s + len(x)], snr, mask)
+            local = fdb - _frame_db(y - x)  # speech over the background as mixed in, per frame
             y = np.clip(y, -1, 1)
             t = np.where(hangover(act, hang), 0, 1 if is_music else 2)
             t[_frame_db(y) < GATE_DB] = -1
-            g = 10 ** ((A.db_power(x[mask] if mask.any() else x) - snr - A.db_power(bg)) / 20)  # as mix_at_snr
-            local = _frame_power_db(x) - _frame_power_db(g * bg)
             mixed.append((y, t, c.corpus, local))
         yield f"mix_{snr}dB", mixed
 
