@@ -339,15 +339,14 @@ def spec_augment(X: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return X
 
 
-def evaluate_items(model: AffectNet, items: list[Item], n_labels: int, bs: int = 64, confusion: bool = False):
+def evaluate_items(model: AffectNet, items: list[Item], n_labels: int, bs: int = 64):
     """Class-balanced frame loss (mean over classes of the mean frame cross-entropy), frame UAR
-    and clip UAR (argmax of the mean probability over speech frames) on clean items; with
-    ``confusion``, also the clip confusion matrix (truth x prediction)."""
+    and clip UAR (argmax of the mean probability over speech frames) on clean items."""
     model.eval()
     lossf = nn.CrossEntropyLoss(ignore_index=IGNORE, reduction="none")
     cls_loss, cls_n = np.zeros(n_labels), np.zeros(n_labels)
     fcm = np.zeros((n_labels, n_labels))
-    ccm = np.zeros((n_labels, n_labels))
+    clips: list[tuple[int, np.ndarray]] = []
     with torch.no_grad():
         for i in range(0, len(items), bs):
             chunk = items[i : i + bs]
@@ -365,10 +364,9 @@ def evaluate_items(model: AffectNet, items: list[Item], n_labels: int, bs: int =
                 if not m.any():
                     continue
                 np.add.at(fcm, (Yn[b][m], P[b][m].argmax(-1)), 1)
-                ccm[it.y, P[b][m].mean(0).argmax()] += 1
+                clips.append((it.y, P[b][m]))
     present = cls_n > 0
-    out = float(np.mean(cls_loss[present] / cls_n[present])), uar_of(fcm), uar_of(ccm)
-    return (*out, ccm) if confusion else out
+    return float(np.mean(cls_loss[present] / cls_n[present])), uar_of(fcm), uar_of(clip_confusion(clips, n_labels))
 
 
 def uar_of(cm: np.ndarray) -> float:
