@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from .data import CACHE, REPO
-from .nets import CausalTCN, ProbAverage, n_params, state_width
-from .train import MODELS, RUN_KEYS, write_model
+from .nets import CausalTCN, ProbAverage, n_params, state_stem2d, state_width
+from .train import MODELS, RUN_KEYS, net_config, write_model
 
 
 def member_path(model: str, member: str) -> Path:
@@ -31,9 +31,9 @@ def member_path(model: str, member: str) -> Path:
 
 def load_member(model: str, path: Path) -> tuple[CausalTCN, dict]:
     """The network in checkpoint ``path`` and its run history (empty when there is none)."""
-    m = MODELS[model]
     state = torch.load(path)
-    net = CausalTCN(len(m["labels"]), state_width(state), m["blocks"])
+    m = net_config(model, state_width(state), state_stem2d(state))
+    net = CausalTCN(len(m["labels"]), m["channels"], m["blocks"], stem2d=m.get("stem2d", 0))
     net.load_state_dict(state)
     net.eval()
     hist = path.with_suffix(".json")

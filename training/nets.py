@@ -108,6 +108,12 @@ def state_width(state: dict[str, torch.Tensor]) -> int:
     return int(state["patch.weight"].shape[0])
 
 
+def state_stem2d(state: dict[str, torch.Tensor]) -> int:
+    """The channel count of a state dict's 2-D stem (0: it has none)."""
+    w = state.get("stem2d.c1.weight")
+    return 0 if w is None else int(w.shape[0])
+
+
 def widen_state(state: dict[str, torch.Tensor], channels: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """Widen a trained stem+blocks+head state dict to ``channels`` without changing its function.
 

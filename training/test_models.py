@@ -113,3 +113,23 @@ def test_stem2d_sees_exactly_its_receptive_field_and_streams(tmp_path) -> None:
         assert not torch.allclose(net(x2)[:, 6], y[:, 6])
     export_onnx(net, tmp_path / "model.onnx")
     assert check_streaming(tmp_path / "model.onnx", net.context_frames) < 1e-5
+
+
+def test_ensemble_members_load_with_or_without_the_2d_stem(tmp_path) -> None:
+    import torch
+
+    from .ensemble import load_member
+    from .nets import CausalTCN
+    from .train import net_config
+
+    for stem in (16, 0):  # speech_rt's default has a stem; older checkpoints have none
+        cfg = net_config("speech_rt", channels=24, stem2d=stem)
+        net = CausalTCN(len(cfg["labels"]), cfg["channels"], cfg["blocks"], stem2d=cfg.get("stem2d", 0))
+        torch.save(net.state_dict(), tmp_path / f"m{stem}.pt")
+        loaded, info = load_member("speech_rt", tmp_path / f"m{stem}.pt")
+        assert info == {"checkpoint": f"m{stem}.pt"}
+        assert loaded.context_frames == 1  # 128 ms either way
+        x = torch.randn(1, 4 * 10, 64)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), net.eval()(x))
+

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from .data import ALL_CORPORA, CACHE, REPO, SPEECH_CORPORA, load_corpora, split
 from .export import check_folder, check_torch_vs_ort, export_onnx
-from .nets import CausalTCN, n_params, state_width, widen_state
+from .nets import CausalTCN, n_params, state_stem2d, state_width, widen_state
 from .sampler import GENDERS, IGNORE, SMO, Sampler, TaskCfg, precompute_rows
 
 MODELS = {
@@ -64,6 +64,22 @@ MODELS = {
 # what train_info.json records of each run (and keeps of the runs a resumed run continues)
 RUN_KEYS = ("train_steps", "train_seconds", "best_val_balanced_acc_crops", "lr", "fast_frac", "seed", "batch",
             "channels", "widened_from_channels", "stem2d", "p_bg", "snr")
+
+
+def net_config(name: str, channels: int | None = None, stem2d: int | None = None) -> dict:
+    """``MODELS[name]`` with its width and 2-D stem overridden where given. With a stem, the first
+    block gives up the frame of context the stem takes, so the receptive field stays the model's."""
+    m = dict(MODELS[name])
+    if channels is not None:
+        m["channels"] = channels
+    if stem2d is not None:
+        m["stem2d"] = stem2d
+    if m.get("stem2d"):
+        k, d = m["blocks"][0]
+        if d != 1 or k < 2:
+            raise ValueError(f"a 2-D stem needs a first block of kernel >= 2 and dilation 1, not {(k, d)}")
+        m["blocks"] = [(k - 1, 1), *m["blocks"][1:]]
+    return m
 
 
 class Stream(IterableDataset):
@@ -132,16 +148,10 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(a.seed)
-    m = dict(MODELS[a.model])
-    if a.channels is not None:
-        m["channels"] = a.channels
-    if a.stem2d is not None:
-        m["stem2d"] = a.stem2d
-    if m.get("stem2d"):  # the 2-D stem sees one frame of context: the first block gives it up
-        k, d = m["blocks"][0]
-        if d != 1 or k < 2:
-            raise SystemExit(f"--stem2d needs a first block of kernel >= 2 and dilation 1, not {(k, d)}")
-        m["blocks"] = [(k - 1, 1), *m["blocks"][1:]]
+    try:
+        m = net_config(a.model, a.channels, a.stem2d)
+    except ValueError as e:
+        raise SystemExit(f"--stem2d: {e}") from None
     cfg: TaskCfg = m["task"]
     corpora = m["corpora"] if a.corpora is None else a.corpora
     if cfg.task == "gender":
@@ -173,6 +183,9 @@ def main() -> None:
         width = state_width(state)
         if width > m["channels"]:
             raise SystemExit(f"{start} has {width} channels, more than the {m['channels']} asked for (--channels)")
+        if state_stem2d(state) != m.get("stem2d", 0):
+            raise SystemExit(f"{start} has a 2-D stem of {state_stem2d(state)} channels, the run asks for "
+                             f"{m.get('stem2d', 0)} (--stem2d)")
         if width < m["channels"]:  # a checkpoint of a narrower net: widen it, same function
             state, widened_from = widen_state(state, m["channels"], seed=a.seed), width
             print(f"widened the checkpoint from {width} to {m['channels']} channels", flush=True)
