@@ -13,6 +13,8 @@ import numpy.typing as npt
 from .aggregator import FRAME_MS, Aggregator
 from .audio import AudioFormat
 from .errors import AudioFormatError, ModelError, ParameterError
+from .features import FRAME_SAMPLES
+from .framer import MAX_BLOCK_FRAMES
 from .gate import check_volume_threshold
 from .inference import InferencePlan
 from .pipeline import Pipeline, ResultStream
@@ -210,7 +212,10 @@ class Deeptone:
             ParameterError, UnknownModelError: bad arguments.
         """
         specs, plan, period, threshold = self._prepare(models, output_period, volume_threshold)
-        source = FileSource(filename, channel=channel, block_frames=65_536 if use_chunking else None, progress=progress)
+        # one decoded block is one inference block (16 s at 16 kHz): fewer thread hops, and
+        # models with a long context recompute it once per 16 s rather than once per 4 s
+        block = MAX_BLOCK_FRAMES * FRAME_SAMPLES if use_chunking else None
+        source = FileSource(filename, channel=channel, block_frames=block, progress=progress)
         return await self._analyse(
             source, specs, plan, period, threshold, include_summary, include_transitions, include_raw_values
         )
