@@ -12,6 +12,17 @@ def test_streaming_equals_whole() -> None:
     assert whole.shape == (7 * SUBFRAMES, N_MELS)
 
 
+def test_long_blocks_are_computed_in_pieces_with_the_same_rows() -> None:
+    # blocks longer than LogMelExtractor.PIECE_FRAMES are split inside the extractor
+    n = 3 * LogMelExtractor.PIECE_FRAMES + 5
+    x = np.random.default_rng(2).standard_normal(FRAME_SAMPLES * n).astype(np.float32) * 0.1
+    whole = logmel(x)
+    ext = LogMelExtractor()
+    cuts = [0, 3, 3 + 2 * LogMelExtractor.PIECE_FRAMES + 1, n]
+    parts = [ext(x[a * FRAME_SAMPLES : b * FRAME_SAMPLES].reshape(b - a, -1)) for a, b in zip(cuts, cuts[1:])]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
 def test_rows_use_only_past_audio() -> None:
     x = np.random.default_rng(2).standard_normal(FRAME_SAMPLES * 4).astype(np.float32)
     y = x.copy()
