@@ -171,6 +171,8 @@ class SileroSeqRunner:
     def run(self, frames: Float32, features: Float32 | None, states: Sequence[object]) -> Float32:
         sts = [s for s in states if isinstance(s, _SileroState)]
         batch, n = frames.shape[0], frames.shape[1]
+        if n == 0:
+            return np.zeros((batch, 0, 2), np.float32)
         joined = np.empty((batch, _SILERO_CONTEXT + n * FRAME_SAMPLES), np.float32)
         joined[:, :_SILERO_CONTEXT] = np.stack([s.context for s in sts])
         joined[:, _SILERO_CONTEXT:] = frames.reshape(batch, n * FRAME_SAMPLES)

@@ -27,7 +27,17 @@ def both() -> Deeptone:
 
 
 def test_bundled_vad_runs_the_sequence_graph() -> None:
-    assert isinstance(make_runner(Deeptone().models.Vad), SileroSeqRunner)
+    runner = make_runner(Deeptone().models.Vad)
+    assert isinstance(runner, SileroSeqRunner)
+    state = runner.new_state()
+    assert runner.run(np.zeros((1, 0, 1024), np.float32), None, [state]).shape == (1, 0, 2)
+    # three streams in one call, each with its own state: the two silent ones agree and are not speech
+    frames = np.zeros((3, 4, 1024), np.float32)
+    frames[0] = (noise(4 * 1024 / SR, 0.1)).reshape(4, 1024)
+    probs = runner.run(frames, None, [runner.new_state() for _ in range(3)])
+    assert probs.shape == (3, 4, 2) and np.allclose(probs.sum(axis=2), 1.0)
+    np.testing.assert_allclose(probs[1], probs[2])
+    assert (probs[1:, :, 0] < 0.5).all()
 
 
 async def test_bundled_vad_equals_the_published_graph_frame_by_frame(both: Deeptone, speech: np.ndarray) -> None:

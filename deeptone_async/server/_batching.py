@@ -1,9 +1,9 @@
 """Cross-stream batching: one inference call for the waiting frames of many streams.
 
 A live 16 kHz stream delivers one 64 ms frame at a time. Run alone, each frame costs a
-thread hop and an ONNX call with batch 1; Silero VAD then takes about 250 us a frame on
-this project's CPU, against about 90 us a frame when 16 or more streams share a call (see
-``benchmarks/RESULTS.md``). :class:`BatchScheduler` collects the frame blocks that
+thread hop and an ONNX call with batch 1; the bundled Vad then takes about 85 us of CPU a
+frame on this project's CPU, against about 20 us a frame when 16 or more streams share a
+call (see ``benchmarks/RESULTS.md``). :class:`BatchScheduler` collects the frame blocks that
 streams submit, groups those that can share a call (same models, same frame count) and
 runs each group as one :meth:`InferencePlan.run` over the stacked streams, in a worker
 thread.
