@@ -144,9 +144,12 @@ def mapping_for(model: str, path: Path | None) -> dict[str, str]:
 class AffectNet(nn.Module):
     def __init__(self, n_labels: int, channels: int = CHANNELS, blocks=BLOCKS, pool: int = POOL,
                  mean: np.ndarray | None = None, std: np.ndarray | None = None, dropout: float = 0.3,
-                 hidden: int = 64, n_aux: int = 0) -> None:
+                 hidden: int = 64, n_aux: int = 0, cmn_frames: int = 0) -> None:
         super().__init__()
-        self.context_frames = sum((k - 1) * d for k, d in blocks) + pool - 1
+        # --cmn: each log-mel row minus the mean of the rows of the cmn_frames frames before it
+        # and itself (a causal per-band mean normalisation); widens the receptive field by as much
+        self.cmn_rows = cmn_frames * SUBFRAMES
+        self.context_frames = sum((k - 1) * d for k, d in blocks) + pool - 1 + cmn_frames
         add_stem(self, channels, list(blocks), mean, std)
         self.pool = nn.AvgPool1d(pool, stride=1)
         self.drop = nn.Dropout(dropout)
@@ -157,6 +160,9 @@ class AffectNet(nn.Module):
                                   nn.Conv1d(hidden, n_aux, 1)) if n_aux else None)
 
     def pooled(self, features: torch.Tensor) -> torch.Tensor:
+        if self.cmn_rows:
+            avg = nn.functional.avg_pool1d(features.transpose(1, 2), self.cmn_rows + 1, stride=1).transpose(1, 2)
+            features = features[:, self.cmn_rows :] - avg
         x = ((features - self.mean) * self.inv_std).transpose(1, 2)
         x = torch.relu(self.bn0(self.patch(x)))
         x = self.drop(self.blocks(x))
@@ -413,6 +419,8 @@ def main() -> None:
                     help="run the --cv K check first and bake its prior_bias (class log-weights that "
                          "maximise the out-of-fold clip UAR) into the exported model; the check's "
                          "results go to calibration.json in the model folder")
+    ap.add_argument("--cmn", type=int, default=0, metavar="FRAMES",
+                    help="subtract from each log-mel row the mean of its last FRAMES frames (widens the receptive field)")
     ap.add_argument("--out", type=Path, default=None, help="model folder (default: the bundled one)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -621,9 +629,15 @@ def train_one(a, K: int, train, tr_items, va_items, w: np.ndarray, rows: np.ndar
     """One model: (model at its best epoch, (val loss, frame UAR, clip UAR), best epoch, history)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    if a.cmn:
+        # statistics of the mean-normalised rows (each row minus its window's mean)
+        win = a.cmn * SUBFRAMES + 1
+        csum = np.cumsum(np.concatenate([np.zeros((1, rows.shape[1])), rows]), axis=0)
+        normed = rows[win - 1 :] - (csum[win:] - csum[:-win]) / win
+        rows = normed.astype(np.float32)
     model = AffectNet(K, channels=a.channels, dropout=a.dropout, mean=rows.mean(0), std=rows.std(0) + 1e-3,
-                      n_aux=n_aux)
-    assert model.context_frames == CONTEXT
+                      n_aux=n_aux, cmn_frames=a.cmn)
+    assert model.context_frames == CONTEXT + a.cmn
     print(f"params {n_params(model)}  context_frames {model.context_frames}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     lossf = nn.CrossEntropyLoss(ignore_index=IGNORE, label_smoothing=0.1)

@@ -77,3 +77,18 @@ def test_prior_bias_module_reweights_like_the_fit() -> None:
     assert q.shape == p.shape and wrapped.context_frames == net.context_frames
     np.testing.assert_allclose(q.sum(-1), 1.0, atol=1e-6)
     np.testing.assert_allclose(q, apply_bias(p, np.array(bias)), atol=1e-6)
+
+
+def test_mean_normalisation_widens_the_context_and_stays_causal_and_valid() -> None:
+    torch.manual_seed(0)
+    plain, cmn = AffectNet(3, channels=8).eval(), AffectNet(3, channels=8, cmn_frames=2).eval()
+    assert cmn.context_frames == plain.context_frames + 2
+    rows = torch.randn(1, 4 * (cmn.context_frames + 5), 64)
+    out = cmn.logits(rows)
+    assert out.shape == (1, 5, 3)
+    # output frame j sees exactly rows 4j .. 4(j + context + 1) - 1
+    for j in range(5):
+        alone = cmn.logits(rows[:, 4 * j : 4 * (j + cmn.context_frames + 1)])
+        torch.testing.assert_close(alone[:, 0], out[:, j])
+    # a constant offset on every band (a louder channel) is removed before the network
+    torch.testing.assert_close(cmn.logits(rows + 3.0), out, atol=1e-4, rtol=0)
