@@ -51,6 +51,8 @@ sampling and the loss, which need not give the best UAR on unseen speakers); the
 multiplies its probabilities by exp(prior_bias) and renormalises. ``--aux W`` adds a
 training-only head that predicts each clip's own emotion, so the emotions the mapping leaves
 out still train the shared layers.
+``--cmn FRAMES`` subtracts from each log-mel row the mean of the last FRAMES frames (a causal
+per-band normalisation against speaker and channel; widens the receptive field by FRAMES).
 
 Model (``AffectNet``): normalise -> patchify conv (one vector per 64 ms frame) -> 4 causal valid
 depthwise-separable TCN blocks (helper-1's ``training.nets.Block``; 16 frames of context) -> causal
