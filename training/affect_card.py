@@ -87,6 +87,12 @@ CV_NOTE = {
     "emotions": "",
 }
 
+#: process_file real-time factors with the default detector, two rounds (benchmarks/RESULTS.md)
+ENGINE_SPEED = {
+    "arousal": "1676x and 1533x real time in two rounds on one core (target 1000x: met)",
+    "emotions": "1612x and 1486x real time in two rounds on one core (target 1000x: met)",
+}
+
 RERUN = {
     "arousal": "Run-to-run spread: retraining with the same command and seeds on the current training code (the "
                "networks' initialisation order changed since these weights were made) gave a val clip UAR of "
@@ -239,7 +245,10 @@ def write_card(model: str, folder: Path | None = None) -> Path:
             f"{_ok(64 - info['us_per_frame_1thread_chunk64'], 0)}) | {info['x_realtime']:.0f}x | "
             f"max diff {info['streaming_max_abs_diff']:.1e} | max diff {info['torch_vs_ort_max_abs_diff']:.1e} |\n")
         add("Measured by `python -m training.export --folder deeptone_async/models/" + model + "` (chunks of 64 "
-            "frames, context carried; on a shared 2-core CPU, so the speed is pessimistic).\n")
+            "frames, context carried; on a shared 2-core CPU, so the speed is pessimistic). Through the engine, "
+            "`process_file` also decodes, gates and runs the speech detector (Vad by default) on every frame: "
+            + ENGINE_SPEED[model] + " (`python benchmarks/bench_engine.py rtf --models " + model
+            + " --minutes 5 --repeats 5`; `benchmarks/RESULTS.md`).\n")
     add("## Training data and licences\n")
     add("| corpus | what | licence | clips used (train / val split) |\n|---|---|---|---|")
     cc = info.get("train_class_counts", {})
