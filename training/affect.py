@@ -53,6 +53,8 @@ training-only head that predicts each clip's own emotion, so the emotions the ma
 out still train the shared layers.
 ``--cmn FRAMES`` subtracts from each log-mel row the mean of the last FRAMES frames (a causal
 per-band normalisation against speaker and channel; widens the receptive field by FRAMES).
+``--adv-speaker W`` trains the auxiliary head on the training speaker through a gradient
+reversal (speaker-adversarial training). Both were tried for Emotions and are not used (card).
 
 Model (``AffectNet``): normalise -> patchify conv (one vector per 64 ms frame) -> 4 causal valid
 depthwise-separable TCN blocks (helper-1's ``training.nets.Block``; 16 frames of context) -> causal
@@ -143,10 +145,22 @@ def mapping_for(model: str, path: Path | None) -> dict[str, str]:
 # ---------------------------------------------------------------------------------- the net
 
 
+class _GradReverse(torch.autograd.Function):
+    """Identity forward, negated gradient backward (Ganin & Lempitsky 2015)."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return -grad
+
+
 class AffectNet(nn.Module):
     def __init__(self, n_labels: int, channels: int = CHANNELS, blocks=BLOCKS, pool: int = POOL,
                  mean: np.ndarray | None = None, std: np.ndarray | None = None, dropout: float = 0.3,
-                 hidden: int = 64, n_aux: int = 0, cmn_frames: int = 0) -> None:
+                 hidden: int = 64, n_aux: int = 0, cmn_frames: int = 0, reverse_aux: bool = False) -> None:
         super().__init__()
         # --cmn: each log-mel row minus the mean of the rows of the cmn_frames frames before it
         # and itself (a causal per-band mean normalisation); widens the receptive field by as much
@@ -158,6 +172,9 @@ class AffectNet(nn.Module):
         self.head = nn.Sequential(nn.Conv1d(2 * channels, hidden, 1), nn.ReLU(), nn.Dropout(dropout),
                                   nn.Conv1d(hidden, n_labels, 1))
         # training-only head for the auxiliary fine-emotion task; not part of the exported graph
+        # reverse_aux: the auxiliary head learns the speaker while the shared layers are pushed
+        # (gradient reversal) to make that hard: speaker-adversarial training (--adv-speaker)
+        self.reverse_aux = reverse_aux
         self.aux = (nn.Sequential(nn.Conv1d(2 * channels, hidden, 1), nn.ReLU(), nn.Dropout(dropout),
                                   nn.Conv1d(hidden, n_aux, 1)) if n_aux else None)
 
@@ -178,7 +195,8 @@ class AffectNet(nn.Module):
         """Main and auxiliary logits from one pass (training with ``n_aux``)."""
         assert self.aux is not None
         x = self.pooled(features)
-        return self.head(x).transpose(1, 2), self.aux(x).transpose(1, 2)
+        a = _GradReverse.apply(x) if self.reverse_aux else x
+        return self.head(x).transpose(1, 2), self.aux(a).transpose(1, 2)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.logits(features), dim=-1)
@@ -423,6 +441,9 @@ def main() -> None:
                          "results go to calibration.json in the model folder")
     ap.add_argument("--cmn", type=int, default=0, metavar="FRAMES",
                     help="subtract from each log-mel row the mean of its last FRAMES frames (widens the receptive field)")
+    ap.add_argument("--adv-speaker", type=float, default=0.0, metavar="WEIGHT",
+                    help="speaker-adversarial training: a head learns the training speaker through a gradient "
+                         "reversal, so the shared layers unlearn speaker identity (not in the exported graph)")
     ap.add_argument("--out", type=Path, default=None, help="model folder (default: the bundled one)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -451,6 +472,15 @@ def main() -> None:
     va_items = items[0][len(train) :]
     print(f"features ready in {time.time() - t0:.0f}s", flush=True)
     n_aux = len(fine) if fine else 0
+    if a.adv_speaker:  # the auxiliary target becomes the training speaker
+        if a.aux:
+            raise SystemExit("--adv-speaker and --aux both use the auxiliary head; pick one")
+        speakers = sorted({f"{c.corpus}:{c.speaker}" for c, _ in train})
+        for row in tr_items:
+            for it, (c, _) in zip(row, train):
+                it.ya = speakers.index(f"{c.corpus}:{c.speaker}")
+        n_aux = len(speakers)
+        print(f"speaker-adversarial head over {n_aux} training speakers ({a.adv_speaker:g} x loss)", flush=True)
     if a.cv:
         res = cross_validate(a, a.cv, labels, train, tr_items, n_aux, t0)
         if a.out is not None:
@@ -638,7 +668,7 @@ def train_one(a, K: int, train, tr_items, va_items, w: np.ndarray, rows: np.ndar
         normed = rows[win - 1 :] - (csum[win:] - csum[:-win]) / win
         rows = normed.astype(np.float32)
     model = AffectNet(K, channels=a.channels, dropout=a.dropout, mean=rows.mean(0), std=rows.std(0) + 1e-3,
-                      n_aux=n_aux, cmn_frames=a.cmn)
+                      n_aux=n_aux, cmn_frames=a.cmn, reverse_aux=bool(a.adv_speaker))
     assert model.context_frames == CONTEXT + a.cmn
     print(f"params {n_params(model)}  context_frames {model.context_frames}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
@@ -659,7 +689,7 @@ def train_one(a, K: int, train, tr_items, va_items, w: np.ndarray, rows: np.ndar
             if n_aux:
                 X, Y, YA = make_batch(batch, model.context_frames, rng, aux=True)
                 lg, la = model.logits_both(spec_augment(X, rng))
-                loss = masked_ce(lossf, lg, Y) + a.aux * masked_ce(lossf, la, YA)
+                loss = masked_ce(lossf, lg, Y) + (a.adv_speaker or a.aux) * masked_ce(lossf, la, YA)
             else:
                 X, Y = make_batch(batch, model.context_frames, rng)
                 loss = masked_ce(lossf, model.logits(spec_augment(X, rng)), Y)

@@ -79,7 +79,9 @@ MISSED = {
                 "3.1 s; `--cv 4` of the shipped recipe plus `--cmn 16`) gave 54.1% in the same check (per fold "
                 "57.0 / 39.2 / 58.0 / 62.5, against 52.7 / 51.5 / 57.7 / 57.7), against 55.3% without: not used. "
                 "Stronger speed perturbation (`--speed 0.15`) gave 55.5% and ten augmented copies per clip instead "
-                "of six (`--versions 10`) 53.2% in the same check: no gain either.",
+                "of six (`--versions 10`) 53.2% in the same check: no gain either. Speaker-adversarial training (a head "
+                "that learns the 28 training speakers through a gradient reversal, so that the shared layers unlearn "
+                "speaker identity; `--adv-speaker 0.3` / `1`) gave 53.1% / 51.5%: worse, not used.",
 }
 
 CV_NOTE = {

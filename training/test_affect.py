@@ -92,3 +92,20 @@ def test_mean_normalisation_widens_the_context_and_stays_causal_and_valid() -> N
         torch.testing.assert_close(alone[:, 0], out[:, j])
     # a constant offset on every band (a louder channel) is removed before the network
     torch.testing.assert_close(cmn.logits(rows + 3.0), out, atol=1e-4, rtol=0)
+
+
+def test_speaker_adversarial_head_reverses_the_gradient_into_the_shared_layers() -> None:
+    rows = torch.randn(2, 4 * 40, 64)
+    target = torch.tensor([[1] * 8, [2] * 8])  # 40 frames - 32 of context
+    grads = []
+    for reverse in (False, True):
+        torch.manual_seed(0)
+        net = AffectNet(3, channels=8, n_aux=4, reverse_aux=reverse).train()
+        torch.manual_seed(1)  # the same dropout masks in both passes
+        _, aux = net.logits_both(rows)
+        torch.nn.functional.cross_entropy(aux.reshape(-1, 4), target.reshape(-1)).backward()
+        grads.append((net.patch.weight.grad.clone(), net.aux[0].weight.grad.clone()))
+    (shared, head), (shared_rev, head_rev) = grads
+    torch.testing.assert_close(shared_rev, -shared)  # the trunk is pushed away from the speaker
+    torch.testing.assert_close(head_rev, head)  # the head itself still learns the speaker
+    assert shared.abs().sum() > 0
