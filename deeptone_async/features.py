@@ -162,12 +162,12 @@ class LogMelExtractor:
     exactly the rows :func:`logmel` gives on the whole audio.
     """
 
+    #: Frames per :func:`logmel` call: its temporaries (windows, spectrum) then stay in a
+    #: core's cache; a 16 s block in one call was slower (benchmarks/RESULTS.md).
+    PIECE_FRAMES = 32
+
     def __init__(self) -> None:
         self._history = np.zeros(N_FFT - HOP_SAMPLES, np.float32)
-
-    #: Frames per :func:`logmel` call: its temporaries (windows, spectrum) then stay in a
-    #: core's cache; a 256-frame block in one call was 1.5x slower (benchmarks/RESULTS.md).
-    PIECE_FRAMES = 32
 
     def __call__(self, frames: npt.NDArray[np.floating]) -> FloatArray:
         """Features for ``frames`` of shape ``(n, 1024)``: returns ``(4 * n, N_MELS)``."""

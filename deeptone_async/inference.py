@@ -3,8 +3,8 @@
 Resources and state are kept apart:
 
 * a *runner* (:class:`SileroSeqRunner`, :class:`SileroRunner`, :class:`LogMelRunner`) owns
-  one ONNX Runtime session
-  and is shared by every stream of an engine; ``InferenceSession.run`` is thread-safe;
+  one ONNX Runtime session and is shared by every stream of an engine;
+  ``InferenceSession.run`` is thread-safe;
 * a :class:`StreamState` holds one stream's (one channel's) recurrent state, feature
   history and log-mel extractor, and lives with the stream.
 
