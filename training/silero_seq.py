@@ -44,8 +44,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import soundfile as sf
-from scipy.signal import lfilter
 from onnx import TensorProto, helper, numpy_helper
+from scipy.signal import lfilter
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "deeptone_async" / "models" / "vad" / "model.onnx"
