@@ -102,19 +102,12 @@ def _speech_pair(speech: Float32, speech_index: int) -> Float32:
     return out
 
 
-class SileroRunner:
-    """Silero VAD v5 as published: one ONNX call per 512-sample step, recurrent state.
-
-    For a user's own Silero-format graph (``kind="silero"``). Two steps per 64 ms frame; the
-    frame's speech probability is the mean of its two steps. Streams of a batch are run
-    together (the graph takes a batch); steps within a stream are sequential, one call
-    each, so the call overhead dominates (:class:`SileroSeqRunner` avoids it).
-    """
+class _SileroBase:
+    """What both Silero runners share: the spec, the session, the per-stream state."""
 
     def __init__(self, spec: ModelSpec, session: ort.InferenceSession) -> None:
         self.spec = spec
         self._session = session
-        self._sr = np.array(16_000, np.int64)
         self._speech = spec.labels.index(spec.speech_label or "speech")
 
     @property
@@ -123,6 +116,18 @@ class SileroRunner:
 
     def new_state(self) -> _SileroState:
         return _SileroState()
+
+
+class SileroRunner(_SileroBase):
+    """Silero VAD v5 as published: one ONNX call per 512-sample step, recurrent state.
+
+    For a user's own Silero-format graph (``kind="silero"``). Two steps per 64 ms frame; the
+    frame's speech probability is the mean of its two steps. Streams of a batch are run
+    together (the graph takes a batch); steps within a stream are sequential, one call
+    each, so the call overhead dominates (:class:`SileroSeqRunner` avoids it).
+    """
+
+    _SR = np.array(16_000, np.int64)
 
     def run(self, frames: Float32, features: Float32 | None, states: Sequence[object]) -> Float32:
         sts = [s for s in states if isinstance(s, _SileroState)]
@@ -135,7 +140,7 @@ class SileroRunner:
         run = self._session.run
         for t in range(steps.shape[1]):
             window[:, _SILERO_CONTEXT:] = steps[:, t]
-            out, rnn = run(None, {"input": window, "state": rnn, "sr": self._sr})
+            out, rnn = run(None, {"input": window, "state": rnn, "sr": self._SR})
             probs[:, t] = out[:, 0]
             window[:, :_SILERO_CONTEXT] = window[:, -_SILERO_CONTEXT:]
         for i, s in enumerate(sts):
@@ -144,7 +149,7 @@ class SileroRunner:
         return _speech_pair(probs.reshape(batch, n, -1).mean(axis=2), self._speech)
 
 
-class SileroSeqRunner:
+class SileroSeqRunner(_SileroBase):
     """Silero VAD v5 rebuilt to take all of a block's steps in one call (the bundled Vad).
 
     The graph (``windows`` ``(B, T, 576)``, ``state`` ``(2, B, 128)`` -> ``speech``
@@ -155,18 +160,6 @@ class SileroSeqRunner:
     steps per 64 ms frame, each with the 64 samples before it as context; the frame's speech
     probability is the mean of its two steps.
     """
-
-    def __init__(self, spec: ModelSpec, session: ort.InferenceSession) -> None:
-        self.spec = spec
-        self._session = session
-        self._speech = spec.labels.index(spec.speech_label or "speech")
-
-    @property
-    def needs_features(self) -> bool:
-        return False
-
-    def new_state(self) -> _SileroState:
-        return _SileroState()
 
     def run(self, frames: Float32, features: Float32 | None, states: Sequence[object]) -> Float32:
         sts = [s for s in states if isinstance(s, _SileroState)]
