@@ -145,6 +145,13 @@ def mapping_for(model: str, path: Path | None) -> dict[str, str]:
 # ---------------------------------------------------------------------------------- the net
 
 
+def remove_causal_mean(features: torch.Tensor, rows: int) -> torch.Tensor:
+    """(B, R, 64) log-mel rows -> (B, R - rows, 64): each row minus the mean of itself and the
+    ``rows`` rows before it (``--cmn``)."""
+    avg = nn.functional.avg_pool1d(features.transpose(1, 2), rows + 1, stride=1).transpose(1, 2)
+    return features[:, rows:] - avg
+
+
 class _GradReverse(torch.autograd.Function):
     """Identity forward, negated gradient backward (Ganin & Lempitsky 2015)."""
 
@@ -180,8 +187,7 @@ class AffectNet(nn.Module):
 
     def pooled(self, features: torch.Tensor) -> torch.Tensor:
         if self.cmn_rows:
-            avg = nn.functional.avg_pool1d(features.transpose(1, 2), self.cmn_rows + 1, stride=1).transpose(1, 2)
-            features = features[:, self.cmn_rows :] - avg
+            features = remove_causal_mean(features, self.cmn_rows)
         x = ((features - self.mean) * self.inv_std).transpose(1, 2)
         x = torch.relu(self.bn0(self.patch(x)))
         x = self.drop(self.blocks(x))
@@ -661,12 +667,8 @@ def train_one(a, K: int, train, tr_items, va_items, w: np.ndarray, rows: np.ndar
     """One model: (model at its best epoch, (val loss, frame UAR, clip UAR), best epoch, history)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    if a.cmn:
-        # statistics of the mean-normalised rows (each row minus its window's mean)
-        win = a.cmn * SUBFRAMES + 1
-        csum = np.cumsum(np.concatenate([np.zeros((1, rows.shape[1])), rows]), axis=0)
-        normed = rows[win - 1 :] - (csum[win:] - csum[:-win]) / win
-        rows = normed.astype(np.float32)
+    if a.cmn:  # normalisation constants of the rows as the network sees them
+        rows = remove_causal_mean(torch.from_numpy(rows)[None], a.cmn * SUBFRAMES)[0].numpy()
     model = AffectNet(K, channels=a.channels, dropout=a.dropout, mean=rows.mean(0), std=rows.std(0) + 1e-3,
                       n_aux=n_aux, cmn_frames=a.cmn, reverse_aux=bool(a.adv_speaker))
     assert model.context_frames == CONTEXT + a.cmn
