@@ -450,6 +450,9 @@ def main() -> None:
     ap.add_argument("--adv-speaker", type=float, default=0.0, metavar="WEIGHT",
                     help="speaker-adversarial training: a head learns the training speaker through a gradient "
                          "reversal, so the shared layers unlearn speaker identity (not in the exported graph)")
+    ap.add_argument("--init-from", type=Path, default=None, metavar="STATE",
+                    help="start every network from this AffectNet state (training.affect_pretrain); "
+                         "layers whose shapes differ (the head's last layer) start afresh")
     ap.add_argument("--out", type=Path, default=None, help="model folder (default: the bundled one)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -655,6 +658,23 @@ def fit_prior_bias(clips: list[tuple[int, np.ndarray]], K: int, span: float = 2.
     return bias
 
 
+def init_from(model: nn.Module, path: Path) -> None:
+    """Start ``model`` from the AffectNet state at ``path`` (``training.affect_pretrain``): every
+    tensor before the head, the normalisation constants included (so the pretrained layers see
+    their inputs as they learnt them), must be there with the same shape, or SystemExit; the head's
+    tensors are taken where they fit, the rest (the layer over other classes) stays fresh."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    missing = [k for k, v in own.items() if not k.startswith(("head.", "aux."))
+               and (k not in state or state[k].shape != v.shape)]
+    if missing:
+        raise SystemExit(f"{path} does not fit this network ({len(missing)} tensors missing or of "
+                         f"another shape, e.g. {missing[0]}; check --channels)")
+    take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(take, strict=False)
+    print(f"initialised {len(take)} of {len(own)} tensors from {path}", flush=True)
+
+
 def masked_ce(lossf: nn.Module, lg: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over the frames with a target; zero (not NaN) when a batch has none."""
     if not bool((Y != IGNORE).any()):
@@ -672,6 +692,8 @@ def train_one(a, K: int, train, tr_items, va_items, w: np.ndarray, rows: np.ndar
     model = AffectNet(K, channels=a.channels, dropout=a.dropout, mean=rows.mean(0), std=rows.std(0) + 1e-3,
                       n_aux=n_aux, cmn_frames=a.cmn, reverse_aux=bool(a.adv_speaker))
     assert model.context_frames == CONTEXT + a.cmn
+    if getattr(a, "init_from", None) is not None:
+        init_from(model, a.init_from)
     print(f"params {n_params(model)}  context_frames {model.context_frames}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     lossf = nn.CrossEntropyLoss(ignore_index=IGNORE, label_smoothing=0.1)

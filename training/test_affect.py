@@ -1,4 +1,4 @@
-"""The affect training's recipe check and calibration (``training.affect --cv / --calibrate``)."""
+"""The affect training's recipe check, calibration and options (``training.affect``)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .affect import (  # noqa: E402
     apply_bias,
     clip_confusion,
     fit_prior_bias,
+    init_from,
     speaker_folds,
     uar_of,
 )
@@ -109,3 +110,24 @@ def test_speaker_adversarial_head_reverses_the_gradient_into_the_shared_layers()
     torch.testing.assert_close(shared_rev, -shared)  # the trunk is pushed away from the speaker
     torch.testing.assert_close(head_rev, head)  # the head itself still learns the speaker
     assert shared.abs().sum() > 0
+
+
+def test_init_from_takes_the_pretrained_layers_and_leaves_the_new_head(tmp_path) -> None:
+    torch.manual_seed(0)
+    speakers = AffectNet(50, channels=8, mean=np.full(64, 2.0), std=np.full(64, 3.0))  # pretrained on 50 speakers
+    with torch.no_grad():
+        for p in speakers.parameters():
+            p.add_(torch.randn_like(p))  # stand-in for training: every tensor moves
+    torch.save(speakers.state_dict(), tmp_path / "pre.pt")
+    torch.manual_seed(1)
+    emotions = AffectNet(4, channels=8)
+    fresh_last = emotions.head[3].weight.detach().clone()
+    init_from(emotions, tmp_path / "pre.pt")
+    for name, v in emotions.state_dict().items():
+        if name.startswith("head.3."):  # the class layer: 4 emotions, not 50 speakers
+            continue
+        torch.testing.assert_close(v, speakers.state_dict()[name], msg=name)
+    torch.testing.assert_close(emotions.head[3].weight, fresh_last)
+    torch.testing.assert_close(emotions.mean, speakers.mean)  # inputs scaled as in pretraining
+    with pytest.raises(SystemExit, match="does not fit this network"):
+        init_from(AffectNet(4, channels=16), tmp_path / "pre.pt")
