@@ -55,6 +55,8 @@ out still train the shared layers.
 per-band normalisation against speaker and channel; widens the receptive field by FRAMES).
 ``--adv-speaker W`` trains the auxiliary head on the training speaker through a gradient
 reversal (speaker-adversarial training). Both were tried for Emotions and are not used (card).
+``--init-from STATE`` starts every network from a state of ``training.affect_pretrain`` (the same
+network trained to tell ~1600 read-speech speakers apart); the head's class layer starts afresh.
 
 Model (``AffectNet``): normalise -> patchify conv (one vector per 64 ms frame) -> 4 causal valid
 depthwise-separable TCN blocks (helper-1's ``training.nets.Block``; 16 frames of context) -> causal
@@ -532,6 +534,7 @@ def main() -> None:
                   bg_corpora=a.bg_corpora, channels=a.channels, dropout=a.dropout, lr=a.lr,
                   weight_decay=a.weight_decay, ensemble=a.ensemble, speed=a.speed, level=a.level,
                   **({"balance_gender": True} if a.balance_gender else {}),
+                  **({"init_from": str(a.init_from), "pretrain": pretrain_info(a.init_from)} if a.init_from else {}),
                   **({"aux": a.aux, "aux_classes": fine, "n_aux_only_train_clips": len(train) - int(counts.sum())}
                      if a.aux else {}),
                   n_train_clips=int(counts.sum()), n_val_clips=len(val),
@@ -656,6 +659,15 @@ def fit_prior_bias(clips: list[tuple[int, np.ndarray]], K: int, span: float = 2.
         if not changed:
             break
     return bias
+
+
+def pretrain_info(path: Path) -> dict:
+    """What ``training.affect_pretrain`` recorded beside the state at ``path`` (its loss history left
+    out), or {} when it wrote nothing there."""
+    meta = path.with_suffix(".json")
+    if not meta.exists():
+        return {}
+    return {k: v for k, v in json.loads(meta.read_text()).items() if k != "history"}
 
 
 def init_from(model: nn.Module, path: Path) -> None:

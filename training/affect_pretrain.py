@@ -50,6 +50,9 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resume", type=Path, default=None, metavar="STATE",
+                    help="continue from a state this script wrote (same corpora and speakers); the lr "
+                         "schedule starts again")
     ap.add_argument("--out", type=Path, default=CACHE / "affect_pretrain.pt")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -73,6 +76,14 @@ def main() -> None:
     rows = np.concatenate([it.feats.reshape(-1, 4, it.feats.shape[1])[it.mask].reshape(-1, it.feats.shape[1])
                            for row in items for it in row[::7]]).astype(np.float32)
     a.cmn, a.adv_speaker, a.aux = 0, 0.0, 0.0  # the options train_one reads beyond these
+    a.init_from = a.resume
+    before: list[float] = []
+    prev: dict = {}
+    if a.resume is not None:
+        prev = json.loads(a.resume.with_suffix(".json").read_text())
+        if prev["n_speakers"] != len(speakers):
+            raise SystemExit(f"{a.resume} was trained on {prev['n_speakers']} speakers, not {len(speakers)}")
+        before = prev["history"]
     w = np.full(len(clips), 1.0 / len(clips))
     train = [(c, items[0][i].y) for i, c in enumerate(clips)]
     model, _, _, history = train_one(a, len(speakers), train, items, [], w, rows, a.seed, t0)
@@ -80,7 +91,10 @@ def main() -> None:
     torch.save(model.state_dict(), a.out)
     info = {"recipe": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
             "n_clips": len(clips), "n_speakers": len(speakers), "train_seconds": round(time.time() - t0),
-            "final_train_loss": history[-1]["train_loss"], "history": [h["train_loss"] for h in history]}
+            "final_train_loss": history[-1]["train_loss"],
+            "history": before + [h["train_loss"] for h in history],
+            **({"resumed_from": {k: prev[k] for k in ("recipe", "train_seconds", "resumed_from") if k in prev}}
+               if a.resume else {})}
     a.out.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
     print(f"wrote {a.out} ({info['train_seconds']} s)", flush=True)
 
