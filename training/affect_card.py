@@ -93,7 +93,7 @@ CV_NOTE = {
                "female figure fell, so it is not used. Starting from the speaker-identification pretraining that "
                "helped Emotions (`--channels 96 --init-from training/cache/affect_pretrain_96_all300.pt`, the "
                "Emotions card gives the pretraining commands) gave 65.5% (per fold 67.1%, 61.7%, 68.9%, 63.4%): no "
-               "gain for arousal, which the level and pitch range of the voice already carry, so it is not used.",
+               "gain for arousal in this check, so it is not used.",
     "emotions": "The pretraining is what moved this check. The recipe without it (no `--init-from`) gave 55.3% "
                 "(per fold 52.7%, 51.5%, 57.7%, 57.7%); starting from a shorter pretraining (`training.affect_pretrain --channels 96 --epochs 40 "
                 "--min-clips 2`: the 479 read-speech speakers with at least two clips), 55.3%; from 150 epochs on "
