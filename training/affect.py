@@ -56,7 +56,7 @@ per-band normalisation against speaker and channel; widens the receptive field b
 ``--adv-speaker W`` trains the auxiliary head on the training speaker through a gradient
 reversal (speaker-adversarial training). Both were tried for Emotions and are not used (card).
 ``--init-from STATE`` starts every network from a state of ``training.affect_pretrain`` (the same
-network trained to tell ~1600 read-speech speakers apart); the head's class layer starts afresh.
+network trained to tell the 1637 read-speech speakers apart); the head's class layer starts afresh.
 
 Model (``AffectNet``): normalise -> patchify conv (one vector per 64 ms frame) -> 4 causal valid
 depthwise-separable TCN blocks (helper-1's ``training.nets.Block``; 16 frames of context) -> causal
@@ -453,8 +453,8 @@ def main() -> None:
                     help="speaker-adversarial training: a head learns the training speaker through a gradient "
                          "reversal, so the shared layers unlearn speaker identity (not in the exported graph)")
     ap.add_argument("--init-from", type=Path, default=None, metavar="STATE",
-                    help="start every network from this AffectNet state (training.affect_pretrain); "
-                         "layers whose shapes differ (the head's last layer) start afresh")
+                    help="start every network from this AffectNet state (training.affect_pretrain): all "
+                         "layers before the head must fit (same --channels); the head's class layer starts afresh")
     ap.add_argument("--out", type=Path, default=None, help="model folder (default: the bundled one)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
