@@ -544,12 +544,17 @@ def main() -> None:
     print(json.dumps({k: v for k, v in checks.items() if k != "history"}, indent=1), flush=True)
 
 
+def speech_rows(items: list[list[Item]]) -> np.ndarray:
+    """Log-mel rows of the speech frames of every 7th item of each version, (n, 64) float32:
+    what the normalisation constants stored in the graph are computed from."""
+    return np.concatenate([it.feats.reshape(-1, SUBFRAMES, N_MELS)[it.mask].reshape(-1, N_MELS)
+                           for row in items for it in row[::7]]).astype(np.float32)
+
+
 def fit(a, K: int, train, tr_items, va_items, seed: int, t0: float, n_aux: int = 0):
     """One model trained on ``train`` (with its item versions ``tr_items``), its epoch chosen on
     ``va_items``: (model, (val loss, frame UAR, clip UAR), best epoch, history)."""
-    # normalisation constants from speech frames of the training versions (stored in the graph)
-    rows = np.concatenate([it.feats.reshape(-1, SUBFRAMES, N_MELS)[it.mask].reshape(-1, N_MELS)
-                           for row in tr_items for it in row[::7]]).astype(np.float32)
+    rows = speech_rows(tr_items)
     # every (corpus, class) cell gets the same share, so that no class is told apart by its
     # corpus (e.g. EmoDB is most of "low", RAVDESS most of "neutral"); auxiliary-only clips
     # form one cell per (corpus, fine emotion); --balance-gender splits every cell by gender

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .affect import BG_CORPORA, Item, build_versions, train_one
+from .affect import BG_CORPORA, build_items, speech_rows, train_one
 from .data import CACHE, load_corpora
 
 SPEECH_CORPORA = ("librispeech", "commonvoice", "vctk")
@@ -66,18 +66,11 @@ def main() -> None:
     clips = [c for c in clips if n_of[f"{c.corpus}:{c.speaker}"] >= a.min_clips]
     speakers = sorted({f"{c.corpus}:{c.speaker}" for c in clips})
     print(f"{len(clips)} clips of {len(speakers)} speakers from {a.corpora}", flush=True)
-    vers: dict[int, list] = {}
-    for name in sorted({c.corpus for c in clips}):
-        group = [c for c in clips if c.corpus == name]
-        vs = build_versions(group, a.versions, BG_CORPORA, a.seed, f"pretrain-{name}", a.speed, tuple(a.level))
-        for j, c in enumerate(group):
-            vers[id(c)] = [vs[v][j] for v in range(a.versions)]
     index = {s: k for k, s in enumerate(speakers)}
-    items = [[Item(i, index[f"{c.corpus}:{c.speaker}"], *vers[id(c)][v]) for i, c in enumerate(clips)]
-             for v in range(a.versions)]
+    train = [(c, index[f"{c.corpus}:{c.speaker}"]) for c in clips]
+    items = build_items(train, clips, a.versions, BG_CORPORA, a.seed, a.speed, tuple(a.level))
     print(f"features ready in {time.time() - t0:.0f}s", flush=True)
-    rows = np.concatenate([it.feats.reshape(-1, 4, it.feats.shape[1])[it.mask].reshape(-1, it.feats.shape[1])
-                           for row in items for it in row[::7]]).astype(np.float32)
+    rows = speech_rows(items)
     a.cmn, a.adv_speaker, a.aux = 0, 0.0, 0.0  # the options train_one reads beyond these
     a.init_from = a.resume
     before: list[float] = []
@@ -88,7 +81,6 @@ def main() -> None:
             raise SystemExit(f"{a.resume} was trained on {prev['n_speakers']} speakers, not {len(speakers)}")
         before = prev["history"]
     w = np.full(len(clips), 1.0 / len(clips))
-    train = [(c, items[0][i].y) for i, c in enumerate(clips)]
     model, _, _, history = train_one(a, len(speakers), train, items, [], w, rows, a.seed, t0)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), a.out)
