@@ -167,18 +167,19 @@ def train_command(model: str, info: dict, extra: str = "") -> str:
     return cmd
 
 
-def pretrain_commands(pre: dict) -> list[str]:
-    """The ``training.affect_pretrain`` runs behind a state, first run first (``--resume`` chain)."""
+def pretrain_runs(pre: dict) -> list[dict]:
+    """The recipes of the ``training.affect_pretrain`` runs behind a state, first run first (``--resume`` chain)."""
     runs = []
     while pre:
-        r = pre["recipe"]
-        cmd = (f"nice -n 10 python -m training.affect_pretrain --channels {r['channels']} --epochs {r['epochs']} "
-               f"--min-clips {r['min_clips']}")
-        if r.get("resume"):
-            cmd += f" --resume {r['resume']}"
-        runs.append(cmd + f" --out {r['out']}")
+        runs.append(pre["recipe"])
         pre = pre.get("resumed_from", {})
     return runs[::-1]
+
+
+def pretrain_command(r: dict) -> str:
+    return (f"nice -n 10 python -m training.affect_pretrain --channels {r['channels']} --epochs {r['epochs']} "
+            f"--min-clips {r['min_clips']}" + (f" --resume {r['resume']}" if r.get("resume") else "")
+            + f" --out {r['out']}")
 
 
 def cv_section(model: str, info: dict, cal: dict | None, tgt: float) -> list[str]:
@@ -312,14 +313,15 @@ def write_card(model: str, folder: Path | None = None) -> Path:
     add(REFS + "\n")
     add("## Training recipe\n")
     pre = info.get("pretrain")
-    add("```\n" + "\n".join([*pretrain_commands(pre or {}), train_command(model, info)]) + "\n```\n")
+    runs = pretrain_runs(pre or {})
+    add("```\n" + "\n".join([*map(pretrain_command, runs), train_command(model, info)]) + "\n```\n")
     if pre:
         add(f"**Pretraining** (the first command{'s' if pre.get('resumed_from') else ''}, "
             "`training.affect_pretrain`): the same network, with a head over speakers instead of emotions, learns "
             f"to tell {pre['n_speakers']} speakers of the read-speech corpora apart ({pre['n_clips']} train clips "
             f"of {', '.join(pre['recipe']['corpora'])}; no emotion corpus, so no validation or cross-validation "
             "speaker is seen) from the same 2.1 s view, on augmented copies made as below, for "
-            f"{sum(int(r.split('--epochs ')[1].split()[0]) for r in pretrain_commands(pre))} epochs in all. "
+            f"{sum(r['epochs'] for r in runs)} epochs in all. "
             "Every affect network then starts from it (`--init-from`; only the class layer of the head starts "
             "afresh): its layers begin with features of voice learnt on many more voices than the 28 training "
             "actors'. Speaker embeddings carry emotion information, and emotion classifiers initialised from "
