@@ -26,13 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .affect import BG_CORPORA, build_items, speech_rows, train_one
-from .data import CACHE, load_corpora
+from .data import CACHE, Clip, load_corpora
 
 SPEECH_CORPORA = ("librispeech", "commonvoice", "vctk")
 
@@ -59,15 +60,18 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t0 = time.time()
+    recipe = {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}  # as given, for the JSON
+
+    def speaker(c: Clip) -> str:
+        return f"{c.corpus}:{c.speaker}"
+
     clips = [c for c in load_corpora(a.corpora) if c.split == "train" and c.speaker]
-    n_of: dict[str, int] = {}
-    for c in clips:
-        n_of[f"{c.corpus}:{c.speaker}"] = n_of.get(f"{c.corpus}:{c.speaker}", 0) + 1
-    clips = [c for c in clips if n_of[f"{c.corpus}:{c.speaker}"] >= a.min_clips]
-    speakers = sorted({f"{c.corpus}:{c.speaker}" for c in clips})
+    n_of = Counter(map(speaker, clips))
+    clips = [c for c in clips if n_of[speaker(c)] >= a.min_clips]
+    speakers = sorted({speaker(c) for c in clips})
     print(f"{len(clips)} clips of {len(speakers)} speakers from {a.corpora}", flush=True)
     index = {s: k for k, s in enumerate(speakers)}
-    train = [(c, index[f"{c.corpus}:{c.speaker}"]) for c in clips]
+    train = [(c, index[speaker(c)]) for c in clips]
     items = build_items(train, clips, a.versions, BG_CORPORA, a.seed, a.speed, tuple(a.level))
     print(f"features ready in {time.time() - t0:.0f}s", flush=True)
     rows = speech_rows(items)
@@ -84,7 +88,7 @@ def main() -> None:
     model, _, _, history = train_one(a, len(speakers), train, items, [], w, rows, a.seed, t0)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), a.out)
-    info = {"recipe": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
+    info = {"recipe": recipe,
             "n_clips": len(clips), "n_speakers": len(speakers), "train_seconds": round(time.time() - t0),
             "final_train_loss": history[-1]["train_loss"],
             "history": before + [h["train_loss"] for h in history],
