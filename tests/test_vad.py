@@ -40,18 +40,37 @@ def test_bundled_vad_runs_the_sequence_graph() -> None:
     assert (probs[1:, :, 0] < 0.5).all()
 
 
-async def test_bundled_vad_equals_the_published_graph_frame_by_frame(both: Deeptone, speech: np.ndarray) -> None:
-    # speech, then noise, a tone and silence: Vad's answer changes along the way
+@pytest.fixture
+def mixed(speech: np.ndarray) -> np.ndarray:
+    """Speech, then noise, a tone and silence, then speech: Vad's answer changes along the way."""
     other = np.concatenate([noise(1.5, 0.05), tone(1.0), np.zeros(SR // 2)])
-    audio = np.concatenate([speech, (other * 32767).astype(np.int16), speech])
+    return np.concatenate([speech, (other * 32767).astype(np.int16), speech])
+
+
+def test_bundled_vad_equals_the_published_graph_frame_by_frame(both: Deeptone, mixed: np.ndarray) -> None:
+    # the runners' own probabilities (not the rounded raw values): blocks of different sizes,
+    # state carried from block to block
+    n = len(mixed) // 1024
+    frames = (mixed[: n * 1024] / 32768.0).astype(np.float32).reshape(1, n, 1024)
+    published, bundled = make_runner(both.models.VadPublished), make_runner(both.models.Vad)
+    sp, sb = published.new_state(), bundled.new_state()
+    theirs = np.concatenate([published.run(frames[:, i : i + 7], None, [sp]) for i in range(0, n, 7)], axis=1)
+    ours = np.concatenate([bundled.run(frames[:, i : i + 5], None, [sb]) for i in range(0, n, 5)], axis=1)
+    assert ours.shape == theirs.shape == (1, n, 2)
+    assert np.abs(ours - theirs).max() < 1e-5
+    assert ours[0, :, 0].max() > 0.9 and ours[0, :, 0].min() < 0.1  # both speech and non-speech were seen
+
+
+async def test_the_engine_gives_the_same_answers_with_either_graph(both: Deeptone, mixed: np.ndarray) -> None:
     rng = np.random.default_rng(11)
-    chunks = np.split(audio, np.sort(rng.choice(len(audio), size=25, replace=False)))
+    chunks = np.split(mixed, np.sort(rng.choice(len(mixed), size=25, replace=False)))
     got = [r async for r in both.process_stream(chunks, ["vad", "vad-published"], 64, include_raw_values=True)]
     ours = np.array([r["raw"]["vad"]["speech"] for r in got if "raw" in r and "vad" in r["raw"]])
     theirs = np.array([r["raw"]["vad-published"]["speech"] for r in got if "raw" in r and "vad" in r["raw"]])
     assert len(ours) > 50
-    assert np.abs(ours - theirs).max() < 1e-5
-    assert ours.max() > 0.9 and ours.min() < 0.1  # both speech and non-speech were seen
+    # raw values are rounded to 4 decimals, so a float-rounding difference between the graphs
+    # (which depends on the CPU's kernels) can show as one step of 1e-4, never more
+    assert np.abs(ours - theirs).max() <= 1e-4 + 1e-9
     assert [r["results"]["vad"]["result"] for r in got] == [r["results"]["vad-published"]["result"] for r in got]
 
 
