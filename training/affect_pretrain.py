@@ -38,10 +38,27 @@ from .data import CACHE, Clip, load_corpora
 SPEECH_CORPORA = ("librispeech", "commonvoice", "vctk")
 
 
+def same_speakers(prev: dict, corpora: list[str], splits: list[str], min_clips: int, n_speakers: int) -> bool:
+    """Whether a run resumed from a state with JSON ``prev`` learns the same speakers (so the speaker
+    layer carries over) or others (the layer starts afresh, which ``init_from`` does when its shape
+    differs). SystemExit when the selection and the count disagree: then neither is safe."""
+    pr = prev["recipe"]
+    same = (pr["corpora"], pr.get("splits", ["train"]), pr["min_clips"]) == (corpora, splits, min_clips)
+    if same != (prev["n_speakers"] == n_speakers):
+        raise SystemExit(f"the state was trained on {prev['n_speakers']} speakers of {pr['corpora']} "
+                         f"{pr.get('splits', ['train'])} (min {pr['min_clips']} clips); these are {n_speakers} "
+                         f"speakers of {corpora} {splits} (min {min_clips}): cannot tell whether the speaker "
+                         f"layer carries over")
+    return same
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpora", nargs="+", default=list(SPEECH_CORPORA))
-    ap.add_argument("--min-clips", type=int, default=1, help="speakers with fewer train clips are left out")
+    ap.add_argument("--splits", nargs="+", default=["train"], choices=["train", "val"],
+                    help="splits of the read-speech corpora whose speakers are learnt (their val speakers "
+                         "are not the affect models' val speakers: those are in the emotion corpora)")
+    ap.add_argument("--min-clips", type=int, default=1, help="speakers with fewer clips are left out")
     ap.add_argument("--versions", type=int, default=3, help="1 clean + N-1 augmented copies per clip")
     ap.add_argument("--level", type=float, nargs=2, default=[-50.0, -5.0], metavar=("LO", "HI"))
     ap.add_argument("--speed", type=float, default=0.1)
@@ -54,8 +71,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", type=Path, default=None, metavar="STATE",
-                    help="continue from a state this script wrote (same corpora and speakers); the lr "
-                         "schedule starts again")
+                    help="continue from a state this script wrote; the lr schedule starts again. With "
+                         "the same speakers the speaker layer is kept, with others (another --corpora, "
+                         "--splits or --min-clips) it starts afresh")
     ap.add_argument("--out", type=Path, default=CACHE / "affect_pretrain.pt")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -65,7 +83,7 @@ def main() -> None:
     def speaker(c: Clip) -> str:
         return f"{c.corpus}:{c.speaker}"
 
-    clips = [c for c in load_corpora(a.corpora) if c.split == "train" and c.speaker]
+    clips = [c for c in load_corpora(a.corpora) if c.split in a.splits and c.speaker]
     n_of = Counter(map(speaker, clips))
     clips = [c for c in clips if n_of[speaker(c)] >= a.min_clips]
     speakers = sorted({speaker(c) for c in clips})
@@ -81,8 +99,9 @@ def main() -> None:
     prev: dict = {}
     if a.resume is not None:
         prev = json.loads(a.resume.with_suffix(".json").read_text())
-        if prev["n_speakers"] != len(speakers):
-            raise SystemExit(f"{a.resume} was trained on {prev['n_speakers']} speakers, not {len(speakers)}")
+        same = same_speakers(prev, a.corpora, a.splits, a.min_clips, len(speakers))
+        print("same speakers: the speaker layer carries over" if same
+              else f"other speakers ({prev['n_speakers']} before): the speaker layer starts afresh", flush=True)
         before = prev["history"]
     w = np.full(len(clips), 1.0 / len(clips))
     model, _, _, history = train_one(a, len(speakers), train, items, [], w, rows, a.seed, t0)

@@ -19,6 +19,7 @@ from .affect import (  # noqa: E402
     speaker_folds,
     uar_of,
 )
+from .affect_pretrain import same_speakers  # noqa: E402
 from .data import Clip  # noqa: E402
 
 
@@ -131,3 +132,14 @@ def test_init_from_takes_the_pretrained_layers_and_leaves_the_new_head(tmp_path)
     torch.testing.assert_close(emotions.mean, speakers.mean)  # inputs scaled as in pretraining
     with pytest.raises(SystemExit, match="does not fit this network"):
         init_from(AffectNet(4, channels=16), tmp_path / "pre.pt")
+
+
+def test_a_resumed_pretraining_keeps_the_speaker_layer_only_for_the_same_speakers() -> None:
+    old = {"recipe": {"corpora": ["librispeech", "vctk"], "min_clips": 1}, "n_speakers": 300}  # splits: train
+    assert same_speakers(old, ["librispeech", "vctk"], ["train"], 1, 300)
+    assert not same_speakers(old, ["librispeech", "vctk"], ["train", "val"], 1, 340)
+    assert not same_speakers(old, ["librispeech"], ["train"], 1, 250)
+    with pytest.raises(SystemExit, match="cannot tell"):  # same selection, other count: the data changed
+        same_speakers(old, ["librispeech", "vctk"], ["train"], 1, 301)
+    with pytest.raises(SystemExit, match="cannot tell"):  # other selection, same count: indices may not match
+        same_speakers(old, ["librispeech", "vctk"], ["train"], 2, 300)
