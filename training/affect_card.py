@@ -178,7 +178,9 @@ def pretrain_runs(pre: dict) -> list[dict]:
 
 def pretrain_command(r: dict) -> str:
     return (f"nice -n 10 python -m training.affect_pretrain --channels {r['channels']} --epochs {r['epochs']} "
-            f"--min-clips {r['min_clips']}" + (f" --resume {r['resume']}" if r.get("resume") else "")
+            f"--min-clips {r['min_clips']}"
+            + (f" --splits {' '.join(r['splits'])}" if r.get("splits", ["train"]) != ["train"] else "")
+            + (f" --resume {r['resume']}" if r.get("resume") else "")
             + f" --out {r['out']}")
 
 
@@ -316,10 +318,12 @@ def write_card(model: str, folder: Path | None = None) -> Path:
     runs = pretrain_runs(pre or {})
     add("```\n" + "\n".join([*map(pretrain_command, runs), train_command(model, info)]) + "\n```\n")
     if pre:
+        splits = pre["recipe"].get("splits", ["train"])
         add(f"**Pretraining** (the first command{'s' if pre.get('resumed_from') else ''}, "
             "`training.affect_pretrain`): the same network, with a head over speakers instead of emotions, learns "
-            f"to tell {pre['n_speakers']} speakers of the read-speech corpora apart ({pre['n_clips']} train clips "
-            f"of {', '.join(pre['recipe']['corpora'])}; no emotion corpus, so no validation or cross-validation "
+            f"to tell {pre['n_speakers']} speakers of the read-speech corpora apart ({pre['n_clips']} clips of the "
+            f"{' and '.join(splits)} split{'s' if len(splits) > 1 else ''} of {', '.join(pre['recipe']['corpora'])}; "
+            "no emotion corpus, so no validation or cross-validation "
             "speaker is seen) from the same 2.1 s view, on augmented copies made as below, for "
             f"{sum(r['epochs'] for r in runs)} epochs in all. "
             "Every affect network then starts from it (`--init-from`; only the class layer of the head starts "
