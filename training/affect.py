@@ -56,7 +56,7 @@ per-band normalisation against speaker and channel; widens the receptive field b
 ``--adv-speaker W`` trains the auxiliary head on the training speaker through a gradient
 reversal (speaker-adversarial training). Both were tried for Emotions and are not used (card).
 ``--init-from STATE`` starts every network from a state of ``training.affect_pretrain`` (the same
-network trained to tell the 1637 read-speech speakers apart); the head's class layer starts afresh.
+network trained to tell the read-speech corpora's speakers apart); the head's class layer starts afresh.
 
 Model (``AffectNet``): normalise -> patchify conv (one vector per 64 ms frame) -> 4 causal valid
 depthwise-separable TCN blocks (helper-1's ``training.nets.Block``; 16 frames of context) -> causal

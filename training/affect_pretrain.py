@@ -1,20 +1,23 @@
 """Pretrain the affect network's layers on speaker identification, for ``training.affect --init-from``.
 
-    # the state the bundled Emotions model starts from (2 x ~25 min on 2 CPU cores)
+    # the state the bundled Emotions model starts from (3 x ~25-40 min on 2 CPU cores)
     nice -n 10 python -m training.affect_pretrain --channels 96 --epochs 150 \
         --out training/cache/affect_pretrain_96_all.pt
     nice -n 10 python -m training.affect_pretrain --channels 96 --epochs 150 \
         --resume training/cache/affect_pretrain_96_all.pt --out training/cache/affect_pretrain_96_all300.pt
+    nice -n 10 python -m training.affect_pretrain --channels 96 --epochs 150 --splits train val \
+        --resume training/cache/affect_pretrain_96_all300.pt --out training/cache/affect_pretrain_96_trval450.pt
 
-The emotion corpora have 34 actors; the read-speech corpora (LibriSpeech, Common Voice, VCTK;
-train split only) have 1637 speakers. An ``AffectNet`` with the affect models' layers
-learns to tell those speakers apart from 2 s of speech (the same causal receptive field, the
-same mean and mean-square pooling, its head over the speakers), on the same kind of augmented
-copies the affect models train on (speed, noise/music, channel, absolute level). Its state, the
-speaker head's last layer excepted, then initialises an affect model (``--init-from``): the
-shared layers start from features of voice learnt on many more voices than the actors'. Speaker embeddings carry emotion information, and emotion
-classifiers initialised from speaker networks have done better than ones trained from scratch
-(Pappagari et al. 2020, "X-vectors meet emotions", ICASSP).
+The emotion corpora have 34 actors; the read-speech corpora (LibriSpeech, Common Voice, VCTK)
+have 1637 speakers in their train split and 1886 with their val split. An ``AffectNet`` with
+the affect models' layers learns to tell those speakers apart from 2 s of speech (the same causal
+receptive field, the same mean and mean-square pooling, its head over the speakers), on the same
+kind of augmented copies the affect models train on (speed, noise/music, channel, absolute
+level). Its state, the speaker head's last layer excepted, then initialises an affect model
+(``--init-from``): the shared layers start from features of voice learnt on many more voices
+than the actors'. Speaker embeddings carry emotion information, and emotion classifiers
+initialised from speaker networks have done better than ones trained from scratch (Pappagari et
+al. 2020, "X-vectors meet emotions", ICASSP).
 
 No emotion corpus is used here (not even its speaker labels), so the affect model's validation
 and cross-validation speakers stay unseen. Nothing is exported; the state goes to ``--out`` with
