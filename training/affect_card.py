@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .affect import BLOCKS, CHANNELS, MODELS, POOL
+from .affect_pretrain import splits_of
 from .data import REPO
 
 TARGET = {"arousal": 0.75, "emotions": 0.70}
@@ -192,7 +193,7 @@ def pretrain_runs(pre: dict) -> list[dict]:
 def pretrain_command(r: dict) -> str:
     return (f"nice -n 10 python -m training.affect_pretrain --channels {r['channels']} --epochs {r['epochs']} "
             f"--min-clips {r['min_clips']}"
-            + (f" --splits {' '.join(r['splits'])}" if r.get("splits", ["train"]) != ["train"] else "")
+            + (f" --splits {' '.join(splits_of(r))}" if splits_of(r) != ["train"] else "")
             + (f" --resume {r['resume']}" if r.get("resume") else "")
             + f" --out {r['out']}")
 
@@ -331,7 +332,7 @@ def write_card(model: str, folder: Path | None = None) -> Path:
     runs = pretrain_runs(pre or {})
     add("```\n" + "\n".join([*map(pretrain_command, runs), train_command(model, info)]) + "\n```\n")
     if pre:
-        splits = pre["recipe"].get("splits", ["train"])
+        splits = splits_of(pre["recipe"])
         add(f"**Pretraining** (the first command{'s' if pre.get('resumed_from') else ''}, "
             "`training.affect_pretrain`): the same network, with a head over speakers instead of emotions, learns "
             "to tell the speakers of the read-speech corpora apart (" + ("in the last run, " if len(runs) > 1 else "")

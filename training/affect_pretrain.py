@@ -41,15 +41,20 @@ from .data import CACHE, Clip, load_corpora
 SPEECH_CORPORA = ("librispeech", "commonvoice", "vctk")
 
 
+def splits_of(recipe: dict) -> list[str]:
+    """The ``--splits`` of a run's JSON recipe (runs from before the option learnt the train split)."""
+    return list(recipe.get("splits", ["train"]))
+
+
 def same_speakers(prev: dict, corpora: list[str], splits: list[str], min_clips: int, n_speakers: int) -> bool:
     """Whether a run resumed from a state with JSON ``prev`` learns the same speakers (so the speaker
     layer carries over) or others (the layer starts afresh, which ``init_from`` does when its shape
     differs). SystemExit when the selection and the count disagree: then neither is safe."""
     pr = prev["recipe"]
-    same = (pr["corpora"], pr.get("splits", ["train"]), pr["min_clips"]) == (corpora, splits, min_clips)
+    same = (pr["corpora"], splits_of(pr), pr["min_clips"]) == (corpora, splits, min_clips)
     if same != (prev["n_speakers"] == n_speakers):
         raise SystemExit(f"the state was trained on {prev['n_speakers']} speakers of {pr['corpora']} "
-                         f"{pr.get('splits', ['train'])} (min {pr['min_clips']} clips); these are {n_speakers} "
+                         f"{splits_of(pr)} (min {pr['min_clips']} clips); these are {n_speakers} "
                          f"speakers of {corpora} {splits} (min {min_clips}): cannot tell whether the speaker "
                          f"layer carries over")
     return same
