@@ -486,11 +486,11 @@ def main() -> None:
     if a.adv_speaker:  # the auxiliary target becomes the training speaker
         if a.aux:
             raise SystemExit("--adv-speaker and --aux both use the auxiliary head; pick one")
-        speakers = sorted({f"{c.corpus}:{c.speaker}" for c, _ in train})
+        index = {s: k for k, s in enumerate(sorted({speaker_of(c) for c, _ in train}))}
         for row in tr_items:
             for it, (c, _) in zip(row, train):
-                it.ya = speakers.index(f"{c.corpus}:{c.speaker}")
-        n_aux = len(speakers)
+                it.ya = index[speaker_of(c)]
+        n_aux = len(index)
         print(f"speaker-adversarial head over {n_aux} training speakers ({a.adv_speaker:g} x loss)", flush=True)
     if a.cv:
         res = cross_validate(a, a.cv, labels, train, tr_items, n_aux, t0)
@@ -579,7 +579,7 @@ def cross_validate(a, folds_k: int, labels: list[str], train, tr_items, n_aux: i
         inside = [fold_of[(c.corpus, c.speaker)] == k for c, _ in train]
         tr = [i for i, f in enumerate(inside) if not f]
         va = [i for i, f in enumerate(inside) if f and train[i][1] != IGNORE]
-        held = sorted({f"{c.corpus}:{c.speaker}" for (c, _), f in zip(train, inside) if f})
+        held = sorted({speaker_of(c) for (c, _), f in zip(train, inside) if f})
         print(f"fold {k}: held-out speakers {held}", flush=True)
         model = fit(a, K, [train[i] for i in tr], [[row[i] for i in tr] for row in tr_items],
                     [tr_items[0][i] for i in va], a.seed + 100 * k, t0, n_aux)[0]
@@ -604,6 +604,11 @@ def cross_validate(a, folds_k: int, labels: list[str], train, tr_items, n_aux: i
            "recipe": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}}
     print(json.dumps({k: v for k, v in res.items() if k != "recipe"}, indent=1), flush=True)
     return res
+
+
+def speaker_of(c: Clip) -> str:
+    """A speaker's name across corpora (``"corpus:speaker"``): corpora number their speakers alike."""
+    return f"{c.corpus}:{c.speaker}"
 
 
 def speaker_folds(clips: list[Clip], k: int, seed: int) -> dict[tuple[str, str], int]:

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .affect import BG_CORPORA, build_items, speech_rows, train_one
-from .data import CACHE, Clip, load_corpora
+from .affect import BG_CORPORA, build_items, speaker_of, speech_rows, train_one
+from .data import CACHE, load_corpora
 
 SPEECH_CORPORA = ("librispeech", "commonvoice", "vctk")
 
@@ -88,16 +88,13 @@ def main() -> None:
     t0 = time.time()
     recipe = {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}  # as given, for the JSON
 
-    def speaker(c: Clip) -> str:
-        return f"{c.corpus}:{c.speaker}"
-
     clips = [c for c in load_corpora(a.corpora) if c.split in a.splits and c.speaker]
-    n_of = Counter(map(speaker, clips))
-    clips = [c for c in clips if n_of[speaker(c)] >= a.min_clips]
-    speakers = sorted({speaker(c) for c in clips})
+    n_of = Counter(map(speaker_of, clips))
+    clips = [c for c in clips if n_of[speaker_of(c)] >= a.min_clips]
+    speakers = sorted({speaker_of(c) for c in clips})
     print(f"{len(clips)} clips of {len(speakers)} speakers from {a.corpora}", flush=True)
     index = {s: k for k, s in enumerate(speakers)}
-    train = [(c, index[speaker(c)]) for c in clips]
+    train = [(c, index[speaker_of(c)]) for c in clips]
     items = build_items(train, clips, a.versions, BG_CORPORA, a.seed, a.speed, tuple(a.level))
     print(f"features ready in {time.time() - t0:.0f}s", flush=True)
     rows = speech_rows(items)
