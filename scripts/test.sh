@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Install everything the tests need and run them: Debian packages (espeak-ng and sox for
-# speech fixtures, PortAudio and JACK for the microphone tests), the package with its test
-# extras, then a JACK dummy server whose "loopback" device stands in for a microphone,
-# then mypy and pytest. Non-interactive; safe to rerun.
+# Install everything the tests need and run them, on a fresh machine, non-interactively:
+#   1. Debian packages (espeak-ng and sox for speech fixtures,
+#      PortAudio and JACK for the microphone tests), when run as root;
+#   2. a NEW virtualenv inside the clone (.venv-test, removed and made again on every run),
+#      holding only what pyproject.toml declares (the package with its test, mic and server
+#      extras) plus the exact local torch wheel for the training tests: a test that imports
+#      an undeclared package fails here instead of passing on something installed by hand;
+#   3. a JACK dummy server whose "loopback" device stands in for a microphone;
+#   4. mypy, ruff and pytest from that virtualenv.
+# Extra arguments go to pytest. DEEPTONE_REUSE_VENV=1 keeps an existing .venv-test (a local
+# shortcut for developers; CI never sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,10 +27,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test,mic,server]'
+venv=.venv-test
+if [ "${DEEPTONE_REUSE_VENV:-}" != 1 ] || [ ! -x "$venv/bin/python" ]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+fi
+py="$PWD/$venv/bin/python"
+"$py" -m pip install -q --disable-pip-version-check -e '.[test,mic,server]'
 # The training code's tests need torch; only this exact version (a local CPU wheel here) is
 # allowed: a plain `torch` would pull gigabytes of CUDA. Without it those tests skip.
-python3 -m pip install -q --disable-pip-version-check torch==2.13.0 onnxscript >/dev/null 2>&1 \
+"$py" -m pip install -q --disable-pip-version-check torch==2.13.0 onnxscript >/dev/null 2>&1 \
   || echo "scripts/test.sh: torch==2.13.0 not installable here; training tests will skip" >&2
 
 started_jack=""
@@ -32,11 +46,14 @@ if command -v jackd >/dev/null && ! pgrep -x jackd >/dev/null; then
   started_jack=$!
   trap '[ -n "$started_jack" ] && kill "$started_jack" 2>/dev/null || true' EXIT
   for _ in $(seq 50); do
-    python3 -c "import sounddevice as sd, sys; sys.exit(0 if any(d['name'] == 'loopback' for d in sd.query_devices()) else 1)" 2>/dev/null && break
+    "$py" -c "import sounddevice as sd, sys; sys.exit(0 if any(d['name'] == 'loopback' for d in sd.query_devices()) else 1)" 2>/dev/null && break
     sleep 0.2
   done
 fi
 
-python3 -m mypy
-python3 -m ruff check deeptone_async tests examples benchmarks training --select E,F,W,I,B,UP --ignore E501,B905
-python3 -m pytest -q -p no:cacheprovider "$@"
+# the tests' subprocesses (CLI, examples, server) run `python`/`deeptone-async` from PATH
+export PATH="$PWD/$venv/bin:$PATH"
+export VIRTUAL_ENV="$PWD/$venv"
+"$py" -m mypy
+"$py" -m ruff check deeptone_async tests examples benchmarks training --select E,F,W,I,B,UP --ignore E501,B905
+"$py" -m pytest -q -p no:cacheprovider "$@"
