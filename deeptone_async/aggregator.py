@@ -39,6 +39,7 @@ __all__ = ["Aggregator", "FrameLog", "aggregate", "decide", "summarise", "transi
 IntArray = npt.NDArray[np.int64]
 FRAME_MS = FRAME_SAMPLES * 1000 // SAMPLE_RATE  # 64
 SPEECH_DECISION = 0.5
+ROUND_UNITS = 10_000  # results are rounded to 4 decimals, as DeepTone shows them
 
 
 def _r(x: float) -> float:
@@ -86,15 +87,33 @@ class FrameLog:
         return np.concatenate(self.labels), np.concatenate(self.conf), np.concatenate(self.weights)
 
 
+def _round_shares(shares: npt.NDArray[np.float64]) -> list[float]:
+    """Shares that add up to 1, rounded to 4 decimals so that they still add up to 1.
+
+    Largest remainder: each share is floored to 1e-4, then the units left over go to the
+    shares with the largest remainders. No share moves by more than 1e-4.
+    """
+    scaled = shares * ROUND_UNITS
+    units = np.floor(scaled + 1e-9).astype(np.int64)
+    short = ROUND_UNITS - int(units.sum())
+    if short > 0:
+        units[np.argsort(-(scaled - units), kind="stable")[:short]] += 1
+    return [int(u) / ROUND_UNITS for u in units]
+
+
 def summarise(spec: ModelSpec, log: FrameLog) -> dict[str, float]:
     """``{"<label>_fraction": share of the input's duration}`` for every output label.
 
-    The fractions add up to 1; for empty input they are all 0.
+    Rounded to 4 decimals, as every confidence is, and the fractions still add up to 1
+    (largest-remainder rounding); for empty input they are all 0.
     """
     labels, _, weights = log.arrays()
     total = float(weights.sum())
-    counts = np.bincount(labels, weights=weights, minlength=len(spec.output_labels))
-    return {f"{lab}_fraction": (float(counts[i]) / total if total else 0.0) for i, lab in enumerate(spec.output_labels)}
+    keys = [f"{lab}_fraction" for lab in spec.output_labels]
+    if not total:
+        return dict.fromkeys(keys, 0.0)
+    counts = np.bincount(labels, weights=weights, minlength=len(spec.output_labels)).astype(np.float64)
+    return dict(zip(keys, _round_shares(counts / total)))
 
 
 def transitions(spec: ModelSpec, log: FrameLog) -> list[dict[str, Any]]:

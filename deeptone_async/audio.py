@@ -80,8 +80,8 @@ def to_float32(data: npt.ArrayLike, channels: int = 1) -> Float32:
         arr = data.reshape(-1, channels)
     elif data.ndim == 2:
         arr = data
-        if channels != 1 and arr.shape[1] != channels:
-            raise AudioFormatError(f"expected {channels} channels, got an array of shape {data.shape}")
+        if arr.shape[1] != channels:
+            raise AudioFormatError(_shape_message(data.shape, channels))
     else:
         raise AudioFormatError(f"audio must be 1-D or 2-D (frames, channels), got shape {data.shape}")
     if name in _INT_SCALES:
@@ -96,6 +96,21 @@ def to_float32(data: npt.ArrayLike, channels: int = 1) -> Float32:
         bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
         raise AudioFormatError(f"float audio contains {bad} NaN or infinite sample(s)")
     return out
+
+
+def _shape_message(shape: tuple[int, ...], channels: int) -> str:
+    """Why a 2-D array does not fit a ``channels``-channel format, and what to do instead."""
+    want = "1-D mono samples or an array of shape (frames, 1)" if channels == 1 else f"an array of shape (frames, {channels})"
+    hints = []
+    rows, cols = shape
+    if rows < cols:
+        hints.append("it looks channels-first, (channels, frames): transpose it, e.g. data.T")
+    if channels == 1 and min(rows, cols) > 1:
+        hints.append(
+            "a stream is analysed as one channel: pass one channel (chunk[:, 0]) or a downmix "
+            "(chunk.mean(axis=1)); process_file and process_audio_bytes analyse every channel"
+        )
+    return f"got an audio array of shape {shape}; expected {want}" + "".join(f"; {h}" for h in hints)
 
 
 class BytesDecoder:

@@ -5,6 +5,7 @@ class also derives from the built-in, so ``except ValueError`` keeps working::
 
     DeeptoneError
     ├── ParameterError (ValueError)      bad argument: output_period, volume_threshold, ...
+    ├── ChannelKeyError (KeyError)       result["time_series"] on a result with several channels
     ├── AudioFormatError (ValueError)    audio we cannot interpret: dtype, shape, NaN/inf
     ├── DecodeError                      a file that does not decode (names the file)
     ├── SourceError                      a source failed while streaming (device, socket)
@@ -24,6 +25,7 @@ from pathlib import Path
 
 __all__ = [
     "AudioFormatError",
+    "ChannelKeyError",
     "DecodeError",
     "DeeptoneError",
     "DeviceError",
@@ -44,6 +46,14 @@ class ParameterError(DeeptoneError, ValueError):
     """An argument has a value the engine cannot use."""
 
 
+class ChannelKeyError(DeeptoneError, KeyError):
+    """A per-channel key (``"time_series"``, ``"summary"``, ...) read from the top of a result
+    with several channels, where it is ambiguous; the message names the keys to use."""
+
+    def __str__(self) -> str:  # KeyError's own str() quotes its argument like a repr
+        return str(self.args[0]) if self.args else ""
+
+
 class AudioFormatError(DeeptoneError, ValueError):
     """Audio data of a type, shape or content the engine cannot interpret."""
 
@@ -53,10 +63,12 @@ class DecodeError(DeeptoneError):
 
     Attributes:
         path: the file that failed.
+        reason: what went wrong, from the decoder.
     """
 
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = Path(path)
+        self.reason = reason
         super().__init__(f"cannot decode {str(path)!r} as audio: {reason}")
 
 

@@ -62,3 +62,19 @@ def test_period_takes_the_label_covering_most_audio_then_the_more_confident() ->
     np.testing.assert_allclose(mean_conf, [0.7, 0.925], rtol=1e-6)
     np.testing.assert_allclose(raw[0], [0.6, 0.4], rtol=1e-6)  # the silent frame's probabilities are left out
     np.testing.assert_allclose(raw[1], [0.5, 0.5], rtol=1e-6)  # all silent: all frames count
+
+
+def test_summary_fractions_are_rounded_to_four_decimals_and_still_add_up() -> None:
+    # thirds: 1/3 rounds to 0.3333 three times, which would add up to 0.9999
+    log = FrameLog()
+    idx = {lab: i for i, lab in enumerate(SPEC.output_labels)}
+    log.append(np.array([idx["a"], idx["b"], idx["silence"]]), np.ones(3, np.float32), np.array([1024, 1024, 1024]))
+    s = summarise(SPEC, log)
+    assert all(v == round(v, 4) for v in s.values())
+    assert sorted(v for v in s.values() if v) == [0.3333, 0.3333, 0.3334]
+    assert round(sum(s.values()), 9) == 1.0
+    # seven equal parts: every share within one unit of 1/7
+    log = FrameLog()
+    log.append(np.arange(7) % len(SPEC.output_labels), np.ones(7, np.float32), np.full(7, 1024))
+    s = summarise(SPEC, log)
+    assert round(sum(s.values()), 9) == 1.0 and all(v == round(v, 4) for v in s.values())

@@ -15,6 +15,7 @@ from deeptone_async import (
     AudioFormatError,
     DecodeError,
     Deeptone,
+    DeeptoneError,
     ParameterError,
     UnknownModelError,
 )
@@ -370,3 +371,67 @@ async def test_compressed_formats_decode(engine: Deeptone, speech: np.ndarray, t
         pytest.skip(f"this libsndfile cannot write {subtype}: {exc}")
     out = await engine.process_file(path, ["vad"], include_summary=True)
     assert out["summary"]["vad"]["speech_fraction"] > 0.4
+
+
+@pytest.mark.parametrize("shape", ["frames_first", "channels_first"])
+async def test_stereo_chunks_in_a_stream_are_a_clear_format_error(engine: Deeptone, speech: np.ndarray, shape: str) -> None:
+    # DeepTone's real-time example 1 fed a stereo WAV: wavfile.read gives (n, 2) arrays
+    stereo = np.stack([speech, speech], axis=1)
+    chunks = [stereo[i : i + 1024] for i in range(0, len(stereo), 1024)]
+    if shape == "channels_first":
+        chunks = [c.T for c in chunks]
+    mono_first = [speech[: 4 * 16 * 1024]] + chunks  # a mono chunk before the stereo ones: its results come first
+    results = []
+    with pytest.raises(AudioFormatError, match=r"shape \((1024, 2|2, 1024)\).*expected 1-D mono") as info:
+        async for r in engine.process_stream(mono_first, ["vad"], output_period=1024):
+            results.append(r)
+    assert [r["timestamp"] for r in results] == [0, 1024, 2048, 3072]
+    assert ("chunk[:, 0]" in str(info.value)) and (shape == "frames_first" or "transpose" in str(info.value))
+
+
+async def test_channel_can_be_named_by_its_output_key(engine: Deeptone, speech: np.ndarray, tmp_path: Path) -> None:
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([speech, np.zeros_like(speech)], axis=1), SR)
+    by_str = await engine.process_file(path, ["vad"], channel="1", include_summary=True)
+    by_int = await engine.process_file(path, ["vad"], channel=1, include_summary=True)
+    assert by_str == by_int and set(by_str["channels"]) == {"1"}
+    for bad in (1.0, True, -1, "one", "1.5"):
+        with pytest.raises(ParameterError, match="channel must be"):
+            await engine.process_file(path, ["vad"], channel=bad)  # type: ignore[arg-type]
+
+
+async def test_multichannel_result_says_which_key_to_use(engine: Deeptone, speech: np.ndarray, tmp_path: Path) -> None:
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([speech, speech], axis=1), SR)
+    out = await engine.process_file(path, ["vad"], include_summary=True)
+    with pytest.raises(KeyError) as info:
+        out["time_series"]
+    assert str(info.value).startswith("this result has 2 channels") and 'output["channels"][\'0\'][\'time_series\']' in str(info.value)
+    assert isinstance(info.value, DeeptoneError)
+    with pytest.raises(KeyError, match="summary"):
+        out["summary"]
+    assert out.get("time_series") is None and "time_series" not in out
+    with pytest.raises(KeyError) as plain:
+        out["no_such_key"]
+    assert not isinstance(plain.value, DeeptoneError)
+
+
+async def test_mp3_gives_the_same_results_chunked_whole_and_streamed(engine: Deeptone, tmp_path: Path) -> None:
+    # libsndfile's MP3 decoder gives other samples near some read boundaries; one read
+    # pattern in FileSource makes all three paths decode the same audio. The bundled sample
+    # (20 s of speech, notes and noise) showed the difference at 40 of 310 split points.
+    from importlib import resources
+
+    audio, rate = sf.read(str(resources.files("deeptone_async") / "data" / "sample.ogg"), dtype="float32")
+    path = tmp_path / "sample.mp3"
+    try:
+        sf.write(path, audio, rate, format="MP3")
+    except (sf.LibsndfileError, ValueError, TypeError) as exc:
+        pytest.skip(f"this libsndfile cannot write MP3: {exc}")
+    models = ["vad", "speech", "gender"]
+    kw = {"include_raw_values": True, "include_summary": True, "include_transitions": True}
+    chunked = await engine.process_file(path, models, use_chunking=True, **kw)
+    whole = await engine.process_file(path, models, use_chunking=False, **kw)
+    streamed = [r async for r in engine.process_stream(FileSource(path, block_frames=1024), models, include_raw_values=True)]
+    assert chunked == whole
+    assert streamed == chunked["time_series"] and len(streamed) == 20

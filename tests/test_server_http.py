@@ -87,6 +87,25 @@ async def test_analyse_errors(engine: Deeptone) -> None:
     assert leftovers() <= before
 
 
+async def test_analyse_errors_name_the_upload_never_a_server_path(engine: Deeptone) -> None:
+    stereo = wav_bytes(np.stack([AUDIO, AUDIO], axis=1))
+    async with running_server(engine=engine) as srv, httpx.AsyncClient(base_url=srv.url) as http:
+        responses = {
+            "multipart": await http.post("/analyse", files={"file": ("../../etc/notes.txt", b"hello " * 100)}),
+            "raw body": await http.post("/analyse?filename=notes.txt", content=b"hello " * 100),
+            "unnamed": await http.post("/analyse", content=b"RIFF" + b"\0" * 200),
+            "no channel 5": await http.post("/analyse?channel=5&filename=call.wav", content=stereo),
+        }
+    messages = {k: r.json()["error"] for k, r in responses.items()}
+    assert [r.status_code for r in responses.values()] == [415, 415, 415, 400], messages
+    assert messages["multipart"].startswith("'notes.txt' is not audio") and "etc" not in messages["multipart"]
+    assert messages["raw body"].startswith("'notes.txt' is not audio")
+    assert messages["unnamed"].startswith("the upload is not audio")
+    assert "channel 5 does not exist in 'call.wav'" in messages["no channel 5"]
+    for message in messages.values():
+        assert tempfile.gettempdir() not in message and "deeptone-upload" not in message, message
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

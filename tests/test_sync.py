@@ -72,6 +72,18 @@ def test_deeptone_bytes_example_runs(speech_wav: Path) -> None:
     assert "raw results: male: " in out
 
 
+def test_deeptone_chunk_example_runs(speech_wav: Path) -> None:
+    out = _run_example("audio_chunk_processing.py", speech_wav)
+    lines = out.splitlines()
+    assert "Chunk results:" in lines and "Raw chunk results:" in lines
+    assert "Model: speech, result: 'speech' with " in out
+    gender = next(line for line in lines if line.startswith("Model: gender, result: "))
+    assert gender.split("'")[1] in {"female", "male", "unknown"}
+    raw = next(line for line in lines if line.startswith("Model: speech, raw results: "))
+    shares = [float(part.split(" with ")[1].split()[0]) for part in raw.split("raw results: ")[1].split(", ")]
+    assert len(shares) == 3 and abs(sum(shares) - 1) < 1e-3
+
+
 def test_analyse_file_example_runs() -> None:
     proc = subprocess.run([sys.executable, str(REPO / "examples" / "analyse_file.py")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

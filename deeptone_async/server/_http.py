@@ -61,6 +61,21 @@ def _suffix(name: str | None, content_type: str | None) -> str:
     return _CONTENT_SUFFIXES.get(ctype, "")
 
 
+def _upload_name(filename: str | None) -> str:
+    """How error messages name an upload: its client-side file name (no directories), quoted."""
+    base = Path(filename).name if filename else ""
+    return repr(base[:100]) if base else "the upload"
+
+
+def _public(message: str, path: Path, name: str) -> str:
+    """``message`` with the temporary file's path or name (with or without the suffix that
+    was added) replaced by ``name``."""
+    stem = path.name.split(".")[0]
+    for secret in (str(path), str(path.with_name(stem)), path.name, stem):
+        message = message.replace(f"'{secret}'", name).replace(secret, name)
+    return message
+
+
 def _temp_file() -> str:
     fd, name = tempfile.mkstemp(prefix="deeptone-upload-")
     os.close(fd)
@@ -138,6 +153,7 @@ async def analyse_upload(request: Request, engine: Deeptone, max_bytes: int) -> 
     limited = Request(request.scope, _limited(request.receive, max_bytes))
     ctype = request.headers.get("content-type", "")
     path = Path(await anyio.to_thread.run_sync(_temp_file))
+    name = _upload_name(request.query_params.get("filename"))
     try:
         try:
             if ctype.startswith("multipart/form-data"):
@@ -146,6 +162,7 @@ async def analyse_upload(request: Request, engine: Deeptone, max_bytes: int) -> 
                     if not uploads:
                         return error_response(400, "the multipart form holds no file")
                     suffix = _suffix(uploads[0].filename, uploads[0].content_type)
+                    name = _upload_name(uploads[0].filename)
                     await _save_upload(uploads[0], path)
             else:
                 suffix = _suffix(request.query_params.get("filename"), ctype)
@@ -156,14 +173,15 @@ async def analyse_upload(request: Request, engine: Deeptone, max_bytes: int) -> 
             return error_response(400, "the upload is empty")
         if suffix:  # libsndfile and the raw reader go by the suffix
             path = Path(await anyio.Path(path).rename(path.with_name(path.name + suffix)))
+        # messages name the upload, never the server's temporary path
         try:
             result = await engine.process_file(path, **args)
         except (ParameterError, UnknownModelError) as exc:
-            return error_response(400, str(exc))
+            return error_response(400, _public(str(exc), path, name))
         except DecodeError as exc:
-            return error_response(415, f"the upload is not audio this server can decode: {exc}")
+            return error_response(415, f"{name} is not audio this server can decode: {_public(exc.reason, path, name)}")
         except ModelError as exc:
-            return error_response(500, f"analysis failed: {exc}")
+            return error_response(500, f"analysis failed: {_public(str(exc), path, name)}")
         return JSONResponse(dict(result))
     finally:
         with anyio.CancelScope(shield=True):
