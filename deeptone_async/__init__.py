@@ -11,6 +11,7 @@ from .audio import AudioFormat as AudioFormat
 from .engine import DEFAULT_VOLUME_THRESHOLD as DEFAULT_VOLUME_THRESHOLD
 from .engine import Deeptone as Deeptone
 from .errors import AudioFormatError as AudioFormatError
+from .errors import ChannelKeyError as ChannelKeyError
 from .errors import DecodeError as DecodeError
 from .errors import DeeptoneError as DeeptoneError
 from .errors import DeviceError as DeviceError
@@ -30,6 +31,7 @@ __all__ = [
     "AnalysisResult",
     "AudioFormat",
     "AudioFormatError",
+    "ChannelKeyError",
     "DecodeError",
     "Deeptone",
     "DeeptoneError",
