@@ -1,7 +1,8 @@
-"""Augmentations for real-world audio: mixing, gain, telephone band, codec, reverberation.
+"""The channel effects the shipped Speech, SpeechRT, Gender, Arousal and Emotions models were
+trained with (``channel``: synthetic reverb, telephone band, codec-like damage), kept unchanged
+so that their recipes still reproduce. New training uses :class:`training.augment.Chain`.
 
-All functions take and return float32 mono audio at 16 kHz on the [-1, 1] scale. They work on
-numpy so the same code serves training and the deterministic evaluation mixes.
+All functions take and return float32 mono audio at 16 kHz on the [-1, 1] scale.
 """
 
 from __future__ import annotations
@@ -11,29 +12,6 @@ import soxr
 from scipy.signal import butter, fftconvolve, sosfilt
 
 SR = 16_000
-
-
-def db_power(x: np.ndarray) -> float:
-    return float(10 * np.log10(np.mean(x.astype(np.float64) ** 2) + 1e-12))
-
-
-def mix_at_snr(speech: np.ndarray, background: np.ndarray, snr_db: float,
-               speech_mask: np.ndarray | None = None) -> np.ndarray:
-    """speech + background scaled so that speech power / background power = snr_db.
-
-    Speech power is measured over ``speech_mask`` samples (the active speech) when given, so
-    pauses do not lower the effective SNR.
-    """
-    s = speech if speech_mask is None or not speech_mask.any() else speech[speech_mask]
-    ps, pb = db_power(s), db_power(background)
-    if pb < -100:
-        return speech.copy()
-    g = 10 ** ((ps - snr_db - pb) / 20)
-    return (speech + g * background).astype(np.float32)
-
-
-def gain(x: np.ndarray, db: float) -> np.ndarray:
-    return np.clip(x * np.float32(10 ** (db / 20)), -1.0, 1.0).astype(np.float32)
 
 
 def telephone(x: np.ndarray) -> np.ndarray:
