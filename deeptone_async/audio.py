@@ -3,7 +3,7 @@
 Every piece of audio entering the pipeline is turned into float32 samples of shape
 ``(frames, channels)`` on the [-1, 1] scale by :func:`to_float32`. Integer PCM is scaled by
 its full range (``int16``: / 32768; unsigned types are centred first), float input is taken
-as it is after a finiteness check.
+as it is after a check that it is finite and peaks at most :data:`MAX_FLOAT_PEAK`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from .errors import AudioFormatError, ParameterError
 
-__all__ = ["SUPPORTED_DTYPES", "AudioFormat", "BytesDecoder", "to_float32"]
+__all__ = ["MAX_FLOAT_PEAK", "SUPPORTED_DTYPES", "AudioFormat", "BytesDecoder", "to_float32"]
 
 #: dtype name -> (offset, scale): float = (int - offset) / scale
 _INT_SCALES: dict[str, tuple[float, float]] = {
@@ -29,6 +29,12 @@ _INT_SCALES: dict[str, tuple[float, float]] = {
 SUPPORTED_DTYPES = (*_INT_SCALES, "float32", "float64")
 
 Float32 = npt.NDArray[np.float32]
+
+#: Largest float sample magnitude accepted (+24 dBFS). Float audio is on the [-1, 1] scale;
+#: peaks a little above 1 (a mix, a resampler's overshoot) are analysed as they are, while
+#: anything above this is refused: it is almost always integer PCM cast to float, and
+#: values near the float32 range would overflow the features to NaN.
+MAX_FLOAT_PEAK = 16.0
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,7 @@ def to_float32(data: npt.ArrayLike, channels: int = 1) -> Float32:
 
     Raises:
         AudioFormatError: unsupported dtype, a shape that does not fit ``channels``, or
-            NaN/inf in float input.
+            NaN/inf or a peak above :data:`MAX_FLOAT_PEAK` in float input.
     """
     if not isinstance(data, np.ndarray):
         raise AudioFormatError(f"expected a numpy array of audio samples, got {type(data).__name__}")
@@ -92,9 +98,18 @@ def to_float32(data: npt.ArrayLike, channels: int = 1) -> Float32:
         out *= np.float32(1.0 / scale)
         return out
     out = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(out).all():
+    if out.size == 0:
+        return out
+    peak = float(np.max(np.abs(out)))  # NaN and inf propagate: one pass checks both
+    if not np.isfinite(peak):
         bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
         raise AudioFormatError(f"float audio contains {bad} NaN or infinite sample(s)")
+    if peak > MAX_FLOAT_PEAK:
+        raise AudioFormatError(
+            f"float audio must be on the [-1, 1] scale; this peaks at {peak:.4g} (the limit is {MAX_FLOAT_PEAK:g}): "
+            "integer PCM cast to float must be divided by its full scale (32768 for int16), "
+            "or pass the integer array as it is"
+        )
     return out
 
 

@@ -17,10 +17,11 @@ from .features import FRAME_SAMPLES
 from .framer import MAX_BLOCK_FRAMES
 from .gate import check_volume_threshold
 from .inference import InferencePlan
+from .limits import DEFAULT_LIMITS, Limits
 from .pipeline import Pipeline, ResultStream
 from .registry import ModelHandles, ModelRegistry, bundled_specs
 from .results import AnalysisResult
-from .sources.base import Source, as_source
+from .sources.base import IterableSource, Source, as_source
 from .sources.file import FileSource, ProgressCallback
 from .sources.memory import ArraySource
 from .spec import ModelSpec
@@ -28,6 +29,9 @@ from .spec import ModelSpec
 __all__ = ["Deeptone", "DEFAULT_VOLUME_THRESHOLD"]
 
 DEFAULT_VOLUME_THRESHOLD = 0.005
+#: In-memory bytes are handed to the pipeline in pieces of this size (16 s of 16 kHz
+#: 16-bit mono), so conversion and resampling work on bounded blocks.
+MEMORY_CHUNK_BYTES = 1 << 19
 ModelsArg = Sequence[str | ModelSpec] | str | ModelSpec | None
 
 
@@ -52,6 +56,8 @@ class Deeptone:
         speech_detector: the model whose speech probability gives voice models their
             ``no_speech`` (default: ``"vad"``).
         load_bundled: load the models shipped with the package.
+        limits: the sample rates and channel counts accepted from any input
+            (:class:`~deeptone_async.limits.Limits`; default 4-384 kHz, 32 channels).
 
     Construction blocks while the ONNX sessions load (well under a second). The engine is
     safe to share between streams, tasks and threads.
@@ -68,7 +74,11 @@ class Deeptone:
         max_inference_threads: int | None = None,
         speech_detector: str | None = None,
         load_bundled: bool = True,
+        limits: Limits | None = None,
     ) -> None:
+        if limits is not None and not isinstance(limits, Limits):
+            raise ParameterError(f"limits must be a deeptone_async.limits.Limits, got {type(limits).__name__}")
+        self.limits = limits or DEFAULT_LIMITS
         self._registry = ModelRegistry(threads_per_model)
         if load_bundled:
             for spec in bundled_specs():
@@ -133,7 +143,7 @@ class Deeptone:
 
     def _pipeline_factory(self, plan: InferencePlan, volume_threshold: float) -> Any:
         def make(source: Source, fmt: AudioFormat) -> Pipeline:
-            return Pipeline(source, fmt, plan, volume_threshold, self._limiter)
+            return Pipeline(source, fmt, plan, volume_threshold, self._limiter, self.limits)
 
         return make
 
@@ -271,7 +281,7 @@ class Deeptone:
         fmt = await source.open()
         if fmt.channels != 1:
             raise AudioFormatError(f"process_audio_chunk takes mono audio, got {fmt.channels} channels")
-        pipeline = Pipeline(source, fmt, plan, threshold, self._limiter)
+        pipeline = Pipeline(source, fmt, plan, threshold, self._limiter, self.limits)
         aggregator = Aggregator(specs, 1 << 40, 1, bool(include_raw_values))
         try:
             async for block, outputs in pipeline.blocks():
@@ -286,12 +296,14 @@ class Deeptone:
 
     # -- helpers --------------------------------------------------------------------------
 
-    @staticmethod
-    def _memory_source(data: Any, rate_in: int) -> Source:
+    def _memory_source(self, data: Any, rate_in: int) -> Source:
         if isinstance(rate_in, bool) or not isinstance(rate_in, (int, np.integer)) or rate_in <= 0:
             raise ParameterError(f"rate_in must be a positive int sample rate, got {rate_in!r}")
+        self.limits.check_rate(int(rate_in), "rate_in")
         if isinstance(data, (bytes, bytearray, memoryview)):
-            return as_source(bytes(data), AudioFormat(int(rate_in)))
+            view = memoryview(data).cast("B")
+            pieces = (view[lo : lo + MEMORY_CHUNK_BYTES] for lo in range(0, len(view), MEMORY_CHUNK_BYTES))
+            return IterableSource(pieces, AudioFormat(int(rate_in)))
         if isinstance(data, np.ndarray):
             return ArraySource(data, sample_rate=int(rate_in))
         raise AudioFormatError(f"audio data must be a numpy array or bytes, got {type(data).__name__}")
@@ -308,7 +320,7 @@ class Deeptone:
         include_raw: bool,
     ) -> AnalysisResult:
         fmt = await source.open()
-        pipeline = Pipeline(source, fmt, plan, threshold, self._limiter)
+        pipeline = Pipeline(source, fmt, plan, threshold, self._limiter, self.limits)
         keep = include_summary or include_transitions
         aggregator = Aggregator(specs, period, fmt.channels, bool(include_raw), keep_log=keep)
         series: list[list[dict[str, Any]]] = [[] for _ in range(fmt.channels)]

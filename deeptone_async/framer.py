@@ -2,7 +2,8 @@
 
 :func:`frames` is the first stage of every pipeline. It takes whatever a source yields
 (bytes or numpy arrays, any supported dtype and rate), converts it to float32, resamples it
-to 16 kHz and cuts it into blocks of whole 1024-sample frames. Chunk boundaries never
+to 16 kHz (in a worker thread for large chunks) and cuts it into blocks of whole 1024-sample
+frames. Chunk boundaries never
 matter: a split sample in a byte stream, a frame spread over two chunks and the resampler's
 filter state are all carried over, so the frames are the same however the audio was chunked.
 A final partial frame is zero-padded and marked with its real length in
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass
 
+import anyio
 import numpy as np
 import numpy.typing as npt
 import soxr
@@ -28,6 +30,9 @@ Chunk = bytes | bytearray | memoryview | npt.NDArray[np.generic]
 
 #: Most frames one block holds (16 s): bounds the work of one inference hop.
 MAX_BLOCK_FRAMES = 256
+#: Chunks with more samples than this (all channels) are resampled in a worker thread;
+#: smaller ones (live streams' 20-100 ms chunks) inline, where a thread hop would cost more.
+INLINE_RESAMPLE_SAMPLES = 32_768
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,11 @@ class _Resampler:
         )
         self._channels = channels
 
+    @property
+    def active(self) -> bool:
+        """Whether samples are resampled (the input is not 16 kHz)."""
+        return self._stream is not None
+
     def __call__(self, samples: Float32, last: bool = False) -> Float32:
         if self._stream is None:
             return samples
@@ -151,7 +161,12 @@ async def frames(
             samples = to_float32(chunk, fmt.channels)
         else:
             raise AudioFormatError(f"a source chunk must be bytes or a numpy array, got {type(chunk).__name__}")
-        for block in framer.push(resample(samples)):
+        if resample.active and samples.size > INLINE_RESAMPLE_SAMPLES:
+            # a large chunk (a file block) is resampled in a worker thread, not on the loop
+            resampled = await anyio.to_thread.run_sync(resample, samples)
+        else:
+            resampled = resample(samples)
+        for block in framer.push(resampled):
             yield block
     for block in framer.push(resample(np.zeros((0, fmt.channels), np.float32), last=True)):
         yield block

@@ -29,6 +29,7 @@ from .errors import AudioFormatError
 from .framer import Chunk, FrameBlock, frames
 from .gate import gate
 from .inference import FrameOutputs, InferencePlan, StreamState, infer
+from .limits import DEFAULT_LIMITS, Limits
 from .sources.base import Source
 from .spec import ModelSpec
 
@@ -69,6 +70,10 @@ class Pipeline:
         plan: models to run (runners are shared, state is per stream).
         volume_threshold: RMS below which a frame is silence.
         limiter: caps the engine's concurrent inference threads.
+        limits: bounds the format must respect (checked here, before any audio is read).
+
+    Raises:
+        AudioFormatError: ``fmt`` is outside ``limits`` (sample rate, channel count).
     """
 
     def __init__(
@@ -78,7 +83,10 @@ class Pipeline:
         plan: InferencePlan,
         volume_threshold: float,
         limiter: anyio.CapacityLimiter,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
+        path = getattr(source, "path", None)
+        limits.check_format(fmt, f"'{path}'" if path is not None else "the audio")
         self.source = source
         self.fmt = fmt
         self.plan = plan

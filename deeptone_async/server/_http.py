@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.types import Message
 
 from ..engine import DEFAULT_VOLUME_THRESHOLD, Deeptone
-from ..errors import DecodeError, ModelError, ParameterError, UnknownModelError
+from ..errors import AudioFormatError, DecodeError, ModelError, ParameterError, UnknownModelError
 from ._protocol import parse_bool, parse_float, parse_int, parse_models
 
 __all__ = ["analyse_upload", "error_response"]
@@ -141,7 +141,8 @@ async def analyse_upload(request: Request, engine: Deeptone, max_bytes: int) -> 
     """Save the upload to a temporary file, analyse it, delete it; JSON response.
 
     Status codes: 200 with the ``process_file`` result; 400 bad parameters or an empty
-    or malformed upload; 413 too large; 415 not decodable audio; 500 a model failure.
+    or malformed upload; 413 too large; 415 not decodable audio, or audio outside the
+    engine's limits (sample rate, channels, float range); 500 a model failure.
     """
     try:
         args = _analysis_args(request)
@@ -178,6 +179,8 @@ async def analyse_upload(request: Request, engine: Deeptone, max_bytes: int) -> 
             result = await engine.process_file(path, **args)
         except (ParameterError, UnknownModelError) as exc:
             return error_response(400, _public(str(exc), path, name))
+        except AudioFormatError as exc:
+            return error_response(415, f"{name} cannot be analysed: {_public(str(exc), path, name)}")
         except DecodeError as exc:
             return error_response(415, f"{name} is not audio this server can decode: {_public(exc.reason, path, name)}")
         except ModelError as exc:

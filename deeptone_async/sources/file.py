@@ -131,7 +131,7 @@ class FileSource:
     async def _raw_chunks(self) -> AsyncIterator[Chunk]:
         fmt = self._raw_format
         dtype = np.dtype(fmt.dtype).newbyteorder("<")
-        size = (self._block or (1 << 40)) * fmt.bytes_per_frame
+        size = (self._block or DECODE_FRAMES) * fmt.bytes_per_frame  # whole-file mode too: bounded reads
         done = 0
         async with aiofiles.open(self.path, "rb") as f:
             while data := await f.read(size):
