@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import socket
+import threading
+from contextlib import aclosing
 from pathlib import Path
 
 import anyio
@@ -126,3 +129,49 @@ async def test_missing_sounddevice_names_the_extra(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ImportError, match=r"deeptone-async\[mic\]"):
         async for _ in MicrophoneSource():
             pass
+
+
+def _flood(sock: socket.socket, sent: list[int], limit: int = 256 << 20) -> None:
+    """Send zeros as fast as the peer takes them (until ``limit`` or 2 s blocked)."""
+    sock.settimeout(2.0)
+    piece = bytes(1 << 16)
+    try:
+        while sent[0] < limit:
+            sock.sendall(piece)
+            sent[0] += len(piece)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("listen", [True, False])
+async def test_tcp_source_holds_a_fast_sender_back(listen: bool) -> None:
+    # a client that sends faster than the consumer reads is held back by TCP flow control:
+    # the source reads nothing ahead of the consumer but one chunk (and the kernel's buffers)
+    sent = [0]
+    if listen:
+        src = TcpSource("127.0.0.1", 0, listen=True)
+        await src.open()
+        sender = threading.Thread(target=lambda: _flood(socket.create_connection(("127.0.0.1", src.port)), sent))
+        listener = None
+    else:
+        listener = socket.create_server(("127.0.0.1", 0))
+        src = TcpSource("127.0.0.1", listener.getsockname()[1])
+        sender = threading.Thread(target=lambda: _flood(listener.accept()[0], sent))
+    sender.start()
+    await anyio.sleep(0.5)  # the sender is already sending when the source first reads
+    got = 0
+    async with aclosing(src.__aiter__()) as chunks:  # type: ignore[type-var]
+        async for chunk in chunks:  # a slow consumer from the start
+            got += len(chunk)
+            if got >= 1 << 20:
+                break
+            await anyio.sleep(0.005)
+        await anyio.sleep(1.5)  # the sender blocks meanwhile
+        ahead = sent[0] - got
+    await anyio.to_thread.run_sync(sender.join)
+    if listener is not None:
+        listener.close()
+    assert sent[0] < 256 << 20, "the sender was never held back"
+    assert ahead < 32 << 20, f"{ahead / 2**20:.0f} MiB were read ahead of the consumer"

@@ -2,11 +2,20 @@
 
 The stream carries headerless PCM in the declared format (16-bit little-endian 16 kHz mono
 by default) until the peer closes it. Reads happen only when the pipeline wants more audio,
-so a fast sender is held back by TCP flow control (backpressure, not memory).
+so a fast sender is held back by TCP flow control (backpressure, not memory): what is read
+ahead of the consumer is at most one ``read_size`` chunk plus the kernel's socket receive
+buffer (on Linux at most ``net.ipv4.tcp_rmem``'s maximum, 6 MiB by default).
+
+The accepted connection of server mode is read straight from its socket (wait until
+readable, then one ``recv``) rather than through anyio's socket stream: on asyncio, an
+anyio stream made by ``accept()`` keeps reading the socket into memory for as long as its
+queue is never empty, so a client sending faster than the consumer reads grew the process
+without bound (1 GB in a test).
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 
 import anyio
@@ -65,18 +74,46 @@ class TcpSource:
         return self.format
 
     async def _connect(self) -> anyio.abc.SocketStream:
-        if not self._listen:
-            try:
-                return await anyio.connect_tcp(self.host, self.port)
-            except OSError as exc:
-                raise SourceError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        try:
+            return await anyio.connect_tcp(self.host, self.port)
+        except OSError as exc:
+            raise SourceError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+
+    async def _accept(self) -> socket.socket:
         await self.open()
         assert self._listener is not None
         listener, self._listener = self._listener, None
+        raw: socket.socket = listener.extra(anyio.abc.SocketAttribute.raw_socket)
         async with listener:
-            return await listener.accept()
+            while True:
+                await anyio.wait_readable(raw)
+                try:
+                    conn, _ = raw.accept()
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as exc:
+                    raise SourceError(f"cannot accept on {self.host}:{self.port}: {exc}") from exc
+                conn.setblocking(False)
+                return conn
+
+    async def _receive(self, conn: socket.socket) -> bytes:
+        while True:
+            try:
+                return conn.recv(self._read)
+            except (BlockingIOError, InterruptedError):
+                await anyio.wait_readable(conn)
+            except OSError as exc:
+                raise SourceError(f"connection on {self.host}:{self.port} broke: {exc}") from exc
 
     async def __aiter__(self) -> AsyncIterator[Chunk]:
+        if self._listen:
+            conn = await self._accept()
+            try:
+                while data := await self._receive(conn):
+                    yield data
+            finally:
+                conn.close()
+            return
         stream = await self._connect()
         async with stream:
             while True:
