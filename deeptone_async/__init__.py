@@ -4,12 +4,16 @@
 >>> engine = Deeptone()
 >>> async for result in engine.process_stream(source, models=[engine.models.Vad]):
 ...     print(result["timestamp"], result["results"]["vad"])
+
+The errors are imported with the package; the engine and the other names below (numpy,
+ONNX Runtime, soundfile behind them) when one of them is first used, so that
+``import deeptone_async`` and the command line's ``--help`` start quickly.
 """
 
+import importlib
+import typing
+
 from ._version import __version__ as __version__
-from .audio import AudioFormat as AudioFormat
-from .engine import DEFAULT_VOLUME_THRESHOLD as DEFAULT_VOLUME_THRESHOLD
-from .engine import Deeptone as Deeptone
 from .errors import AudioFormatError as AudioFormatError
 from .errors import ChannelKeyError as ChannelKeyError
 from .errors import DecodeError as DecodeError
@@ -21,10 +25,15 @@ from .errors import ServerError as ServerError
 from .errors import SinkError as SinkError
 from .errors import SourceError as SourceError
 from .errors import UnknownModelError as UnknownModelError
-from .pipeline import ResultStream as ResultStream
-from .pipeline import StreamStats as StreamStats
-from .results import AnalysisResult as AnalysisResult
-from .spec import ModelSpec as ModelSpec
+
+if typing.TYPE_CHECKING:
+    from .audio import AudioFormat as AudioFormat
+    from .engine import DEFAULT_VOLUME_THRESHOLD as DEFAULT_VOLUME_THRESHOLD
+    from .engine import Deeptone as Deeptone
+    from .pipeline import ResultStream as ResultStream
+    from .pipeline import StreamStats as StreamStats
+    from .results import AnalysisResult as AnalysisResult
+    from .spec import ModelSpec as ModelSpec
 
 __all__ = [
     "DEFAULT_VOLUME_THRESHOLD",
@@ -47,3 +56,26 @@ __all__ = [
     "UnknownModelError",
     "__version__",
 ]
+
+_LAZY = {
+    "AudioFormat": ".audio",
+    "DEFAULT_VOLUME_THRESHOLD": ".engine",
+    "Deeptone": ".engine",
+    "ResultStream": ".pipeline",
+    "StreamStats": ".pipeline",
+    "AnalysisResult": ".results",
+    "ModelSpec": ".spec",
+}
+
+
+def __getattr__(name: str) -> typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

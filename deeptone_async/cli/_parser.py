@@ -1,0 +1,154 @@
+"""The argument parser: every subcommand's options, defaults, the models and an example.
+
+Building it imports nothing heavy (no numpy, ONNX Runtime or soundfile), so ``--help`` is
+quick: the model list comes from the bundled ``spec.json`` files, not from loaded sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+from importlib import resources
+from pathlib import Path
+
+from .._version import __version__
+from ..spec import ModelSpec
+
+__all__ = ["DEFAULT_VOLUME_THRESHOLD", "FORMAT_SUFFIXES", "build_parser", "bundled_models", "model_names"]
+
+#: The engine's default (``deeptone_async.engine.DEFAULT_VOLUME_THRESHOLD``, which a test
+#: keeps equal), repeated here so that ``--help`` does not import the engine.
+DEFAULT_VOLUME_THRESHOLD = 0.005
+#: ``file --format`` -> the extension of its files under ``--output-dir``.
+FORMAT_SUFFIXES = {"json": ".json", "jsonl": ".jsonl", "csv": ".csv", "audacity": ".txt"}
+
+
+def bundled_models() -> list[ModelSpec]:
+    """The bundled specs in the registry's order (Vad first), read without loading ONNX.
+
+    The same list as ``registry.bundled_specs()`` (a test keeps them equal), which cannot be
+    used here: importing the registry imports ONNX Runtime.
+    """
+    folder = Path(str(resources.files("deeptone_async") / "models"))
+    found = sorted(p for p in folder.iterdir() if (p / "spec.json").is_file())
+    return [ModelSpec.from_folder(p) for p in sorted(found, key=lambda p: p.name != "vad")]
+
+
+def model_names(arguments: list[str] | None) -> list[str] | None:
+    """``--models`` values (each comma-separated) as one list; ``None`` (every model) when absent."""
+    names = [n.strip() for arg in arguments or [] for n in arg.split(",") if n.strip()]
+    return names or None
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Epilogs as written; every option with a default says it (``None``/``False`` do not)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or not action.option_strings or default is None or default is False:
+            return text
+        if default is argparse.SUPPRESS:
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
+
+
+def _epilog(example: str, models: str) -> str:
+    return f"models: {models}\n(`deeptone-async models` describes them)\n\nexample:\n  {example}"
+
+
+_FILE_DESCRIPTION = """\
+Analyse audio files: anything libsndfile decodes (WAV, FLAC, Ogg, MP3, ...) and headerless
+16-bit 16 kHz mono .raw/.pcm. A directory is searched recursively for files with those
+extensions (hidden files skipped), in sorted order.
+
+Each file's result is written as soon as it is done. A file that fails is reported on stderr
+(file, error type, message) and the others go on; the exit status is 1 when any failed, and
+the last line on stderr counts the files analysed and failed.
+
+Formats (the same for one file or many; every record names its file):
+  json      one JSON document per file, {"file": ..., "channels": {...}}; several files to
+            one output give the documents one after the other (jq reads such a stream; use
+            jsonl or --output-dir for one JSON value per line or per file)
+  jsonl     one line per result, and one per channel for summary/transitions, each with
+            "file" and "channel"
+  csv       one row per result and model: file,channel,timestamp,model,result,confidence,raw
+  audacity  an Audacity label track (the transitions); one track holds one stream only, so
+            several files or channels need --output-dir (name.txt, or name.ch0.txt, ...)
+
+With --output-dir each input gets its own file there, at its path relative to the directory
+it was found in (its name for a file given directly) with the format's extension. Outputs
+are written to a temporary file and renamed, so an interrupted run leaves no partial
+output, and --skip-existing resumes it."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``deeptone-async`` parser (imports nothing heavy)."""
+    models = ", ".join(spec.key for spec in bundled_models())
+    parser = argparse.ArgumentParser(
+        prog="deeptone-async",
+        description="Real-time voice analytics with open models.",
+        formatter_class=_Formatter,
+        epilog=_epilog("deeptone-async file talk.wav --models vad,gender --summary", models),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, example: str, description: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=description or help[0].upper() + help[1:] + ".",
+            formatter_class=_Formatter,
+            epilog=_epilog(example, models),
+        )
+        p.set_defaults(command_parser=p)  # for usage errors found after parsing
+        return p
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--models", "-m", action="append", metavar="NAMES", help="model names, comma-separated (default: all)")
+        p.add_argument("--output-period", type=int, default=1024, metavar="MS", help="ms between results, a multiple of 64")
+        p.add_argument("--raw", action="store_true", help="include raw model probabilities")
+        p.add_argument(
+            "--volume-threshold", type=float, default=DEFAULT_VOLUME_THRESHOLD, metavar="RMS",
+            help="RMS below which a frame is silence",
+        )
+
+    f = command(
+        "file", "analyse audio files or directories",
+        "deeptone-async file talk.wav recordings/ -m vad,gender --summary --format csv --output-dir results/",
+        _FILE_DESCRIPTION,
+    )
+    f.add_argument("paths", nargs="+", metavar="PATH", help="audio files and directories")
+    common(f)
+    f.add_argument("--summary", action="store_true", help="include label fractions")
+    f.add_argument("--transitions", action="store_true", help="include label segments")
+    f.add_argument("--format", choices=list(FORMAT_SUFFIXES), default="json", help="output format")
+    out = f.add_mutually_exclusive_group()
+    out.add_argument("--output", "-o", metavar="FILE", help="write everything to FILE (default: standard output)")
+    out.add_argument("--output-dir", "-d", metavar="DIR", help="write one file per input under DIR")
+    f.add_argument("--skip-existing", action="store_true", help="with --output-dir: skip inputs whose output exists")
+    f.add_argument("--channel", type=int, metavar="N", help="analyse only channel N (0-based; default: every channel)")
+    f.add_argument("--progress", choices=["auto", "always", "never"], default="auto", help="progress bar on stderr (auto: on a terminal)")
+
+    m = command("mic", "print live results from the microphone", "deeptone-async mic --device 2 -m vad --output-period 512")
+    common(m)
+    m.add_argument("--device", help="input device name (or part of it) or index (default: the system's default input)")
+    m.add_argument("--sample-rate", type=int, default=16_000, metavar="HZ", help="capture rate")
+    m.add_argument("--format", choices=["text", "json"], default="text", help="one line of text or JSON per result")
+    m.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds (default: Ctrl-C)")
+
+    s = command(
+        "serve", "run the WebSocket streaming server (needs deeptone-async[server])",
+        "deeptone-async serve --host 0.0.0.0 --port 8765 --api-key SECRET",
+    )
+    from ..server import cli as server_cli  # argument definitions only; heavy imports happen in run()
+
+    server_cli.add_arguments(s)
+    for action in s._actions:  # options defined without a help text still show their default
+        if action.help is None and action.option_strings and action.default not in (None, False):
+            action.help = "(default: %(default)s)"
+
+    command("models", "list the models with their labels, receptive field and card", "deeptone-async models")
+    command("demo", "analyse the bundled sample with every model", "deeptone-async demo")
+    return parser
+
