@@ -1,7 +1,7 @@
 """Sinks that write files: JSON Lines, CSV and Audacity label tracks.
 
 Files are written with aiofiles (the writes run in worker threads), opened at the first
-result and closed by ``aclose``.
+result and closed by ``aclose``. aiofiles (and asyncio behind it) is imported then too.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import aiofiles
-from aiofiles.threadpool.text import AsyncTextIOWrapper
+from typing import TYPE_CHECKING, Any
 
 from .base import Result, SinkBase
+
+if TYPE_CHECKING:
+    from aiofiles.threadpool.text import AsyncTextIOWrapper
 
 __all__ = ["AudacityLabelSink", "CsvSink", "JsonlSink", "audacity_labels"]
 
@@ -28,6 +28,8 @@ class _FileSink(SinkBase):
 
     async def _write(self, text: str) -> None:
         if self._file is None:
+            import aiofiles
+
             self._file = await aiofiles.open(self.path, "w", encoding="utf-8", newline="")
         await self._file.write(text)
 

@@ -1,11 +1,42 @@
-"""Audio sources: files, the microphone, TCP, in-memory audio and any iterable of chunks."""
+"""Audio sources: files, the microphone, TCP, in-memory audio and any iterable of chunks.
 
-from .base import IterableSource as IterableSource
-from .base import Source as Source
-from .base import as_source as as_source
-from .file import FileSource as FileSource
-from .memory import ArraySource as ArraySource
-from .mic import MicrophoneSource as MicrophoneSource
-from .tcp import TcpSource as TcpSource
+The sources are imported when first used (``deeptone_async.sources.MicrophoneSource``...),
+so that the engine, which needs only the base protocol, does not import them all.
+"""
+
+import importlib
+import typing
+
+if typing.TYPE_CHECKING:
+    from .base import IterableSource as IterableSource
+    from .base import Source as Source
+    from .base import as_source as as_source
+    from .file import FileSource as FileSource
+    from .memory import ArraySource as ArraySource
+    from .mic import MicrophoneSource as MicrophoneSource
+    from .tcp import TcpSource as TcpSource
 
 __all__ = ["ArraySource", "FileSource", "IterableSource", "MicrophoneSource", "Source", "TcpSource", "as_source"]
+
+_LAZY = {
+    "IterableSource": ".base",
+    "Source": ".base",
+    "as_source": ".base",
+    "FileSource": ".file",
+    "ArraySource": ".memory",
+    "MicrophoneSource": ".mic",
+    "TcpSource": ".tcp",
+}
+
+
+def __getattr__(name: str) -> typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
