@@ -79,6 +79,7 @@ class Heard:
 
 
 def _rng(seed: int, cond: str, clip: Clip) -> np.random.Generator:
+    """The generator of one clip under one condition: the same whatever else is evaluated."""
     return np.random.default_rng([seed, CONDITIONS.index(cond), zlib.crc32(f"{clip.corpus}/{clip.file}".encode())])
 
 
@@ -97,7 +98,7 @@ def degrade(cond: str, clip: Clip, bgs: A.Backgrounds, policy: A.Policy, seed: i
         return Heard(x, 16000, x, None)
     if cond == "telephone":
         y8 = codecs.telephone(x, "mulaw", band=True, out_sr=codecs.TEL_SR)
-        return Heard(y8, codecs.TEL_SR, codecs._fit(codecs.resample(y8, codecs.TEL_SR, 16000), len(x)), None)
+        return Heard(y8, codecs.TEL_SR, codecs.pad_or_cut(codecs.resample(y8, codecs.TEL_SR, 16000), len(x)), None)
     if cond == "codec":
         y = codecs.opus(x, 8.0)
         return Heard(y, 16000, y, None)
@@ -118,6 +119,7 @@ def degrade(cond: str, clip: Clip, bgs: A.Backgrounds, policy: A.Policy, seed: i
 
 
 def _frame_db(x: np.ndarray) -> np.ndarray:
+    """dBFS of each whole 64 ms frame."""
     return levels.frame_levels(x)
 
 
@@ -151,6 +153,8 @@ def smo_truth(clip: Clip, h: Heard, hang: int) -> np.ndarray:
 
 
 def _speech_frames(clip: Clip, h: Heard, hang: int) -> np.ndarray:
+    """Speech frames of a clip: energy-active in the clean clip (+ ``hang`` frames), not gated
+    in what the engine hears."""
     fdb = _frame_db(clip.float_audio())
     on = hangover(active_frames(fdb, clip.ref_db), hang)
     return on & (_frame_db(h.at16k)[: len(on)] >= GATE_DB)
@@ -187,6 +191,7 @@ def score_frames(model: str, items: list[tuple[Clip, Heard, list[str], np.ndarra
 
 
 def _majority(votes: Sequence[int], k: int) -> int:
+    """The most frequent of ``votes`` (classes 0..k-1; ties to the lowest), or ``k`` if none."""
     return int(np.bincount(np.asarray(votes, np.int64), minlength=k).argmax()) if len(votes) else k
 
 
@@ -344,6 +349,11 @@ def default_corpora(model: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The command line (see the module docstring); writes the two result files.
+
+    Raises:
+        SystemExit: no clips to evaluate, or bad arguments.
+    """
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, choices=sorted(HANDLES))
     ap.add_argument("--corpora", nargs="*", default=None, help="default: the corpora of the model's card")

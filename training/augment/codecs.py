@@ -102,13 +102,9 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return soxr.resample(x, sr_in, sr_out, quality="HQ").astype(np.float32)
 
 
-def _fit(y: np.ndarray, n: int) -> np.ndarray:
+def pad_or_cut(y: np.ndarray, n: int) -> np.ndarray:
+    """``y`` cut to ``n`` samples or zero-padded to them, as float32."""
     return np.pad(y[:n], (0, max(0, n - len(y)))).astype(np.float32)
-
-
-def bandlimit_8k(x: np.ndarray) -> np.ndarray:
-    """16 kHz in and out through an 8 kHz round trip: nothing above 4 kHz survives."""
-    return _fit(resample(resample(x, SR, TEL_SR), TEL_SR, SR), len(x))
 
 
 def g711(x8k: np.ndarray, law: str = "mulaw") -> np.ndarray:
@@ -122,7 +118,7 @@ def g711(x8k: np.ndarray, law: str = "mulaw") -> np.ndarray:
         raise ValueError(f"law must be 'mulaw' or 'alaw', got {law!r}")
     _require(law)
     fmt, sub = CODECS[law]
-    return _fit(_roundtrip(np.clip(x8k, -1, 1), TEL_SR, fmt, sub), len(x8k))
+    return pad_or_cut(_roundtrip(np.clip(x8k, -1, 1), TEL_SR, fmt, sub), len(x8k))
 
 
 def gsm(x8k: np.ndarray) -> np.ndarray:
@@ -194,5 +190,5 @@ def telephone(x: np.ndarray, codec: str | None = "mulaw", band: bool = True, out
     elif codec is not None:
         raise ValueError(f"telephone codec must be mulaw, alaw, gsm or None, got {codec!r}")
     if out_sr == TEL_SR:
-        return _fit(y, len(x) // 2)
-    return _fit(resample(y, TEL_SR, SR), len(x))
+        return pad_or_cut(y, len(x) // 2)
+    return pad_or_cut(resample(y, TEL_SR, SR), len(x))
