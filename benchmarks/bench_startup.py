@@ -4,7 +4,8 @@
 
 Each case runs ``--repeats`` times in a new interpreter (the cases interleaved, so that a
 busy moment of the machine spreads over all of them) and the median, min and max wall time
-are printed in ms:
+are printed in ms, with the median CPU time (user + system) of the process: on a shared
+machine the wall time grows with the load, the CPU time much less.
 
     python      python -c "pass"                          the interpreter alone
     import      python -c "import deeptone_async"
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -40,10 +42,15 @@ def cases() -> dict[str, list[str]]:
     }
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) ms of one run of ``cmd``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd="/")
-    return (time.perf_counter() - start) * 1000
+    wall = (time.perf_counter() - start) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+    return wall, cpu
 
 
 def slowest_imports(cmd: list[str], env: dict[str, str], n: int = 8) -> list[str]:
@@ -76,12 +83,19 @@ def main() -> None:
     print(f"package: {origin}; {args.repeats} runs of each case, interleaved")
     for cmd in todo.values():  # warm the disk cache and the .pyc files
         timed(cmd, env)
-    times: dict[str, list[float]] = {name: [] for name in todo}
+    load = os.getloadavg()
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in todo}
     for _ in range(args.repeats):
         for name, cmd in todo.items():
             times[name].append(timed(cmd, env))
-    for name, ms in times.items():
-        print(f"{name:8s} median {statistics.median(ms):6.0f} ms   min {min(ms):5.0f}   max {max(ms):5.0f}   {' '.join(todo[name][1:])}")
+    print(f"load average before the runs: {load[0]:.2f}, after: {os.getloadavg()[0]:.2f}")
+    for name, runs in times.items():
+        wall = [w for w, _ in runs]
+        cpu = statistics.median(c for _, c in runs)
+        print(
+            f"{name:8s} wall median {statistics.median(wall):5.0f} ms  min {min(wall):5.0f}  max {max(wall):5.0f}"
+            f"   cpu median {cpu:5.0f} ms   {' '.join(todo[name][1:])}"
+        )
     if args.importtime:
         for name, cmd in todo.items():
             if name != "python":

@@ -96,6 +96,13 @@ def test_bad_period_exits_with_an_error(capsys: pytest.CaptureFixture[str], spee
     assert code == 1 and "multiple of 64" in err and "analysed" not in err  # refused before any file
 
 
+def test_an_output_that_cannot_be_opened_exits_with_an_error(
+    capsys: pytest.CaptureFixture[str], speech_wav: Path, tmp_path: Path
+) -> None:
+    code, out, err = run(capsys, "file", str(speech_wav), "-m", "vad", "-o", str(tmp_path / "no" / "such" / "dir.json"))
+    assert code == 1 and out == "" and err.startswith("deeptone-async: error: ") and "No such file or directory" in err
+
+
 def test_unknown_model_exits_before_any_file(capsys: pytest.CaptureFixture[str], speech_wav: Path) -> None:
     code, out, err = run(capsys, "file", str(speech_wav), str(speech_wav), "-m", "nosuchmodel")
     assert code == 1 and out == "" and err.count("nosuchmodel") == 1 and "available models" in err
@@ -292,9 +299,11 @@ def test_a_truncated_file_is_analysed_with_a_warning_saying_how_much_was_read(
 
 @pytest.mark.parametrize("command", ["file", "mic", "serve", "models", "demo"])
 def test_help_shows_defaults_the_models_and_an_example(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    from deeptone_async.registry import bundled_specs
+
     code, out, _ = run(capsys, command, "--help")
     assert code == 0
-    assert "models: vad, arousal, emotions, gender, speech, speech-rt" in out
+    assert "models: " + ", ".join(s.key for s in bundled_specs()) in out  # vad, arousal, ...
     assert f"example:\n  deeptone-async {command}" in out
     defaults = {"file": "(default: 1024)", "mic": "(default: 16000)", "serve": "(default: 8765)"}
     assert defaults.get(command, "") in out

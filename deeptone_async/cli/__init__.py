@@ -58,11 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except UsageError as exc:
             args.command_parser.error(str(exc))  # exits with status 2
             raise  # pragma: no cover - error() does not return
-    except (DeeptoneError, FileNotFoundError, ImportError) as exc:
+    except BrokenPipeError:  # e.g. `deeptone-async demo | head`: stop quietly, like other CLIs
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except (DeeptoneError, OSError, ImportError) as exc:  # OSError: e.g. --output in a missing folder
         print(f"deeptone-async: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # e.g. `deeptone-async demo | head`: stop quietly, like other CLIs
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141

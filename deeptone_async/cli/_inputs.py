@@ -74,7 +74,11 @@ def expand(arguments: list[str]) -> tuple[list[Input], list[str]]:
             inputs.append(Input(path, Path(path.name)))
             continue
         found: list[Path] = []
-        for root, dirs, files in os.walk(path):
+
+        def unreadable(exc: OSError) -> None:
+            warnings.append(f"{exc.filename}: skipped, {exc.strerror or exc}")
+
+        for root, dirs, files in os.walk(path, onerror=unreadable):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             found += [Path(root, f) for f in files if not f.startswith(".") and Path(f).suffix.lower() in audio_suffixes()]
         if not found:
