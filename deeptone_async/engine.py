@@ -13,7 +13,7 @@ import numpy.typing as npt
 from .aggregator import FRAME_MS, Aggregator
 from .audio import AudioFormat
 from .errors import AudioFormatError, ModelError, ParameterError
-from .features import FRAME_SAMPLES
+from .features import FRAME_SAMPLES, SAMPLE_RATE
 from .framer import MAX_BLOCK_FRAMES
 from .gate import check_volume_threshold
 from .inference import InferencePlan
@@ -32,6 +32,8 @@ DEFAULT_VOLUME_THRESHOLD = 0.005
 #: In-memory bytes are handed to the pipeline in pieces of this size (16 s of 16 kHz
 #: 16-bit mono), so conversion and resampling work on bounded blocks.
 MEMORY_CHUNK_BYTES = 1 << 19
+#: Most samples (all channels) of an in-memory array converted at once (16 MB as float32).
+MEMORY_BLOCK_SAMPLES = 1 << 22
 ModelsArg = Sequence[str | ModelSpec] | str | ModelSpec | None
 
 
@@ -142,8 +144,8 @@ class Deeptone:
         return specs, InferencePlan([self._registry.runner(s) for s in specs], detector)
 
     def _pipeline_factory(self, plan: InferencePlan, volume_threshold: float) -> Any:
-        def make(source: Source, fmt: AudioFormat) -> Pipeline:
-            return Pipeline(source, fmt, plan, volume_threshold, self._limiter, self.limits)
+        def make(source: Source, fmt: AudioFormat, period: int) -> Pipeline:
+            return Pipeline(source, fmt, plan, volume_threshold, self._limiter, self.limits, period)
 
         return make
 
@@ -305,7 +307,11 @@ class Deeptone:
             pieces = (view[lo : lo + MEMORY_CHUNK_BYTES] for lo in range(0, len(view), MEMORY_CHUNK_BYTES))
             return IterableSource(pieces, AudioFormat(int(rate_in)))
         if isinstance(data, np.ndarray):
-            return ArraySource(data, sample_rate=int(rate_in))
+            # pieces as long as a file block: one conversion and one inference hop per 16 s
+            # (at most MEMORY_BLOCK_SAMPLES samples of all channels: bounded at any rate)
+            channels = data.shape[1] if data.ndim == 2 and data.shape[1] > 0 else 1
+            block = max(1, min(MAX_BLOCK_FRAMES * FRAME_SAMPLES * int(rate_in) // SAMPLE_RATE, MEMORY_BLOCK_SAMPLES // channels))
+            return ArraySource(data, sample_rate=int(rate_in), chunk_frames=block)
         raise AudioFormatError(f"audio data must be a numpy array or bytes, got {type(data).__name__}")
 
     async def _analyse(
@@ -320,7 +326,7 @@ class Deeptone:
         include_raw: bool,
     ) -> AnalysisResult:
         fmt = await source.open()
-        pipeline = Pipeline(source, fmt, plan, threshold, self._limiter, self.limits)
+        pipeline = Pipeline(source, fmt, plan, threshold, self._limiter, self.limits, period)
         keep = include_summary or include_transitions
         aggregator = Aggregator(specs, period, fmt.channels, bool(include_raw), keep_log=keep)
         series: list[list[dict[str, Any]]] = [[] for _ in range(fmt.channels)]

@@ -64,11 +64,22 @@ class FrameBlock:
 
 
 class Framer:
-    """Synchronous core of :func:`frames` for one stream (float32 16 kHz in, blocks out)."""
+    """Synchronous core of :func:`frames` for one stream (float32 16 kHz in, blocks out).
 
-    def __init__(self, channels: int, max_block_frames: int = MAX_BLOCK_FRAMES) -> None:
+    Args:
+        channels: channels of the samples pushed.
+        max_block_frames: most frames per block.
+        min_block_frames: frames are held until this many are whole, and blocks hold a
+            multiple of it (except the last, at :meth:`flush`): with the output period's
+            frame count, a stream fed in 20 ms chunks makes one inference call per period
+            instead of one per frame, and its results are unchanged (they come at the
+            period's end either way). Memory held: at most this many frames plus a chunk.
+    """
+
+    def __init__(self, channels: int, max_block_frames: int = MAX_BLOCK_FRAMES, min_block_frames: int = 1) -> None:
         self._channels = channels
         self._max = max_block_frames
+        self._min = max(1, min(min_block_frames, max_block_frames))
         self._pending = np.zeros((0, channels), np.float32)
         self._next = 0
 
@@ -78,18 +89,22 @@ class Framer:
             return []
         buf = np.concatenate([self._pending, samples]) if self._pending.shape[0] else samples
         n = buf.shape[0] // FRAME_SAMPLES
-        self._pending = buf[n * FRAME_SAMPLES :].copy()
+        n -= n % self._min
+        self._pending = buf[n * FRAME_SAMPLES :].copy() if n else buf.copy() if buf is samples else buf
         return self._blocks(buf[: n * FRAME_SAMPLES], np.full(n, FRAME_SAMPLES, np.int64))
 
     def flush(self) -> list[FrameBlock]:
-        """The final partial frame, zero-padded, if any audio is left."""
+        """Every frame still held, the last one zero-padded if partial."""
         rest = self._pending.shape[0]
         if rest == 0:
             return []
-        padded = np.zeros((FRAME_SAMPLES, self._channels), np.float32)
+        n = -(-rest // FRAME_SAMPLES)
+        padded = np.zeros((n * FRAME_SAMPLES, self._channels), np.float32)
         padded[:rest] = self._pending
         self._pending = padded[:0]
-        return self._blocks(padded, np.array([rest], np.int64))
+        valid = np.full(n, FRAME_SAMPLES, np.int64)
+        valid[-1] = rest - (n - 1) * FRAME_SAMPLES
+        return self._blocks(padded, valid)
 
     def _blocks(self, whole: Float32, valid: npt.NDArray[np.int64]) -> list[FrameBlock]:
         n = valid.shape[0]
@@ -133,6 +148,7 @@ async def frames(
     fmt: AudioFormat | None = None,
     *,
     max_block_frames: int = MAX_BLOCK_FRAMES,
+    min_block_frames: int = 1,
 ) -> AsyncGenerator[FrameBlock, None]:
     """Convert, resample and frame a source's chunks.
 
@@ -142,6 +158,8 @@ async def frames(
         fmt: the source's sample rate, channel count and byte sample type (default:
             16 kHz mono 16-bit).
         max_block_frames: most frames per yielded block.
+        min_block_frames: hold frames until this many are whole (see :class:`Framer`);
+            the stream's end releases the rest.
 
     Yields:
         :class:`FrameBlock` s in stream order; the last one may end in a partial frame.
@@ -153,7 +171,7 @@ async def frames(
     fmt = fmt or AudioFormat()
     decoder = BytesDecoder(fmt)
     resample = _Resampler(fmt.sample_rate, fmt.channels)
-    framer = Framer(fmt.channels, max_block_frames)
+    framer = Framer(fmt.channels, max_block_frames, min_block_frames)
     async for chunk in chunks:
         if isinstance(chunk, (bytes, bytearray, memoryview)):
             samples = decoder.decode(chunk)

@@ -71,6 +71,9 @@ class Pipeline:
         volume_threshold: RMS below which a frame is silence.
         limiter: caps the engine's concurrent inference threads.
         limits: bounds the format must respect (checked here, before any audio is read).
+        period_frames: frames per output period: frames are run through the models a
+            whole period at a time (one inference call per period, not per chunk), which
+            leaves results and their latency unchanged (a result is due at its period's end).
 
     Raises:
         AudioFormatError: ``fmt`` is outside ``limits`` (sample rate, channel count).
@@ -84,6 +87,7 @@ class Pipeline:
         volume_threshold: float,
         limiter: anyio.CapacityLimiter,
         limits: Limits = DEFAULT_LIMITS,
+        period_frames: int = 1,
     ) -> None:
         path = getattr(source, "path", None)
         limits.check_format(fmt, f"'{path}'" if path is not None else "the audio")
@@ -93,6 +97,7 @@ class Pipeline:
         self.states: list[StreamState] = [plan.new_stream() for _ in range(fmt.channels)]
         self.stats = StreamStats()
         self._threshold = volume_threshold
+        self._period = period_frames
         self._limiter = limiter
         self._gens: list[AsyncGenerator[Any, None]] = []
         self._start: float | None = None
@@ -103,7 +108,7 @@ class Pipeline:
         if isinstance(src, AsyncGenerator):
             self._gens.append(src)
         metered = self._meter(src)
-        framed = frames(metered, self.fmt)
+        framed = frames(metered, self.fmt, min_block_frames=self._period)
         gated = gate(framed, self._threshold)
         inferred = infer(gated, self.plan, self.states, self._limiter)
         self._gens += [metered, framed, gated, inferred]
@@ -169,7 +174,7 @@ class ResultStream:
     def __init__(
         self,
         source: Source,
-        make_pipeline: Callable[[Source, AudioFormat], Pipeline],
+        make_pipeline: Callable[[Source, AudioFormat, int], Pipeline],
         specs: Sequence[ModelSpec],
         period_frames: int,
         include_raw: bool,
@@ -212,7 +217,7 @@ class ResultStream:
 
 async def _run_stream(
     source: Source,
-    make_pipeline: Callable[[Source, AudioFormat], Pipeline],
+    make_pipeline: Callable[[Source, AudioFormat, int], Pipeline],
     specs: list[ModelSpec],
     period: int,
     include_raw: bool,
@@ -224,7 +229,7 @@ async def _run_stream(
             f"process_stream analyses one channel; the source has {fmt.channels} "
             "(pick one, e.g. FileSource(path, channel=0), or use process_file)"
         )
-    pipeline = make_pipeline(source, fmt)
+    pipeline = make_pipeline(source, fmt, period)
     stats_box[0] = pipeline.stats
     aggregator = Aggregator(specs, period, 1, include_raw)
     results = pipeline.track(aggregate(pipeline.blocks(), aggregator))

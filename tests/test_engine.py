@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import SR, noise, tone
+from conftest import SR, assert_same_results, noise, tone
 
 from deeptone_async import (
     AudioFormatError,
@@ -433,5 +433,23 @@ async def test_mp3_gives_the_same_results_chunked_whole_and_streamed(engine: Dee
     chunked = await engine.process_file(path, models, use_chunking=True, **kw)
     whole = await engine.process_file(path, models, use_chunking=False, **kw)
     streamed = [r async for r in engine.process_stream(FileSource(path, block_frames=1024), models, include_raw_values=True)]
-    assert chunked == whole
-    assert streamed == chunked["time_series"] and len(streamed) == 20
+    assert chunked == whole  # same blocks: exactly equal
+    assert_same_results(streamed, chunked["time_series"])  # per-period blocks: one rounding step
+    assert len(streamed) == 20
+
+
+@pytest.mark.parametrize("period", [64, 320, 1024, 4096])
+@pytest.mark.parametrize("chunk_bytes", [640, 999])
+async def test_live_chunks_give_the_file_results_for_every_period(
+    engine: Deeptone, speech: np.ndarray, period: int, chunk_bytes: int
+) -> None:
+    # 20 ms chunks (640 bytes) as telephony delivers them, and odd-sized ones; the stream
+    # runs the models once per period, the file once per 16 s: the results are the same
+    # (exactly for the Vad, within one 4-decimal rounding step for the others)
+    data = speech.astype("<i2").tobytes()
+    chunks = [data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)]
+    models = ["vad", "speech", "gender"]
+    streamed = [r async for r in engine.process_stream(chunks, models, output_period=period, include_raw_values=True)]
+    whole = await engine.process_audio_bytes(speech, models, output_period=period, include_raw_values=True)
+    assert_same_results(streamed, whole["time_series"])
+    assert len(streamed) == -(-len(speech) // (period * 16))

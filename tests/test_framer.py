@@ -43,3 +43,21 @@ async def test_gate_marks_quiet_frames_and_ignores_padding() -> None:
     blocks = [b async for b in gate(frames(gen(), AudioFormat(dtype="float32")), 0.005)]
     silent = np.concatenate([b.silent[0] for b in blocks])
     assert list(silent) == [True, False, False]  # the 100-sample tail is loud, not diluted by padding
+
+
+def test_frames_are_held_for_a_whole_period_and_released_at_the_end() -> None:
+    from deeptone_async.framer import Framer
+
+    framer = Framer(1, min_block_frames=4)
+    sizes = []
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((10 * 1024 + 300, 1)).astype(np.float32)
+    for lo in range(0, len(x), 320):  # 20 ms pushes
+        sizes += [b.n_frames for b in framer.push(x[lo : lo + 320])]
+    tail = framer.flush()
+    assert sizes == [4, 4]  # whole periods only while streaming
+    assert [b.n_frames for b in tail] == [3] and list(tail[0].valid) == [1024, 1024, 300]
+    got = np.concatenate([b.samples[0].reshape(-1) for b in framer.push(np.zeros((0, 1), np.float32))] + [np.zeros(0)])
+    assert got.size == 0
+    whole = Framer(1).push(x)
+    assert sum(b.n_frames for b in whole) == 10
