@@ -338,6 +338,27 @@ def to_markdown(model: str, res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(folder: Path = OUT) -> str:
+    """One markdown page of every ``<folder>/<model>/robustness.json``: the headline figures per
+    condition, each with its change from clean in points."""
+    lines = ["# Robustness baselines", "",
+             "Written by `python -m training.robustness --summary` from the `robustness.json` of each "
+             "model folder here (each folder's `robustness.md` has its command and clip counts).", ""]
+    for f in sorted(folder.glob("*/robustness.json")):
+        res = json.loads(f.read_text())
+        heads = res["headline"]
+        clean = heads.get("clean", {})
+        lines += [f"## {HANDLES.get(res['model'], res['model'])}", "",
+                  f"`{res['command']}`: {res['clips']} clips, {res['seconds']:.0f} s", "",
+                  "| metric | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
+        for k in next(iter(heads.values())):
+            cells = [f"{h[k]:.4f}" + (f" ({100 * (h[k] - clean[k]):+.1f})" if c != "clean" and k in clean else "")
+                     for c, h in heads.items()]
+            lines.append(f"| {k} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def default_corpora(model: str) -> list[str]:
     """The corpora the model's card is evaluated on."""
     kind = KIND[model]
@@ -355,7 +376,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         SystemExit: no clips to evaluate, or bad arguments.
     """
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, choices=sorted(HANDLES))
+    ap.add_argument("--model", choices=sorted(HANDLES))
+    ap.add_argument("--summary", action="store_true",
+                    help="write training/robustness/README.md from the results there, and stop")
     ap.add_argument("--corpora", nargs="*", default=None, help="default: the corpora of the model's card")
     ap.add_argument("--manifest", action="append", default=[], help="a manifest of your own (repeatable)")
     ap.add_argument("--split", default="val")
@@ -365,6 +388,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="folder (default training/robustness/<model>)")
     a = ap.parse_args(argv)
+    if a.summary:
+        (OUT / "README.md").write_text(summary())
+        return
+    if a.model is None:
+        ap.error("--model is required (or --summary)")
     corpora = default_corpora(a.model) if a.corpora is None else a.corpora
     clips, ys = select(a.model, corpora, a.manifest, a.split, a.max_clips)
     if not clips:

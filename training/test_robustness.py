@@ -78,3 +78,15 @@ def test_evaluate_through_the_engine(model: str) -> None:
     md = R.to_markdown(model, {"conditions": res, "command": "x", "corpora": [], "manifests": [], "split": "val",
                                "clips": len(clips), "max_clips": 0})
     assert md.count("\n| ") == len(conds) + 1 and "change from clean" in md
+
+
+def test_summary_collects_every_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    for model, acc in (("speech", 0.95), ("gender", 0.97)):
+        (tmp_path / model).mkdir()
+        head = {"clean": {"m": acc}, "telephone": {"m": acc - 0.1}}
+        (tmp_path / model / "robustness.json").write_text(json.dumps(
+            {"model": model, "command": f"cmd {model}", "clips": 3, "seconds": 1.0, "headline": head}))
+    md = R.summary(tmp_path)
+    assert "## Speech" in md and "## Gender" in md and "0.8500 (-10.0)" in md
