@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,16 +14,51 @@ import uvicorn
 
 from ..engine import Deeptone
 from ._app import StreamServer, create_app
+from ._guard import guarded_h11
 from ._settings import ServerSettings
 
-__all__ = ["RunningServer", "running_server", "serve", "uvicorn_config"]
+__all__ = ["RunningServer", "open_connection_limit", "running_server", "serve", "uvicorn_config"]
 
 #: Seconds a stopping server waits for open connections before cancelling them.
 SHUTDOWN_TIMEOUT_S = 5
+#: Most connections asyncio accepts in one turn of the event loop (uvicorn's ``backlog``).
+#: Each holds a descriptor for about three turns before the connection guard can close it,
+#: so a burst of connections takes at most about ``3 * ACCEPT_BURST`` descriptors more than
+#: the guard's bounds allow (64 overran a 256-descriptor limit under 1,000 slowloris
+#: clients: ``benchmarks/bench_abuse.py``).
+ACCEPT_BURST = 32
+#: The kernel's queue of connections not yet accepted (they hold no descriptor of the
+#: server's), set once uvicorn has listened with ``ACCEPT_BURST``: a burst waits there
+#: rather than having its SYNs dropped, which costs a 1 s retransmit to every client,
+#: legitimate ones too.
+LISTEN_QUEUE = 1024
+
+
+def open_connection_limit(settings: ServerSettings) -> int:
+    """``settings.max_open_connections``, or when ``None`` half the process's
+    file-descriptor limit less 16 (at least 16; 4096 where the limit is unknown)."""
+    if settings.max_open_connections is not None:
+        return settings.max_open_connections
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 4096
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(16, soft // 2 - 16)
 
 
 def uvicorn_config(app: Any, *, host: str = "127.0.0.1", port: int = 8765, log_level: str = "warning") -> uvicorn.Config:
     """A uvicorn configuration suited to the streaming server.
+
+    HTTP is uvicorn's h11 protocol under a connection guard (``_guard.py``): request
+    headers must arrive within ``header_timeout_s`` (408 and close after), at most
+    ``max_pending_handshakes`` connections may be waiting for theirs and at most
+    :func:`open_connection_limit` may be open (the oldest pending one is closed to make
+    room). uvicorn's ``limit_concurrency`` is not used: it closes no socket and does not
+    cover WebSocket upgrades. uvicorn's ``backlog`` is :data:`ACCEPT_BURST`; :func:`serve`
+    and :func:`running_server` then raise the kernel's queue to :data:`LISTEN_QUEUE`.
 
     WebSocket frames over ``2 * max_message_bytes`` are refused by uvicorn itself (close
     1009, no error message); smaller ones that still pass the limit get an error message
@@ -37,6 +73,8 @@ def uvicorn_config(app: Any, *, host: str = "127.0.0.1", port: int = 8765, log_l
         ws="websockets-sansio",
         ws_max_size=2 * settings.max_message_bytes,
         ws_per_message_deflate=False,
+        http=guarded_h11(settings.header_timeout_s, settings.max_pending_handshakes, open_connection_limit(settings)),
+        backlog=ACCEPT_BURST,
         lifespan="on",
         log_level=log_level,
         access_log=False,
@@ -44,9 +82,21 @@ def uvicorn_config(app: Any, *, host: str = "127.0.0.1", port: int = 8765, log_l
     )
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, its listening sockets' queues raised to :data:`LISTEN_QUEUE` once
+    it serves (``listen()`` on a listening socket only changes its queue: Linux, BSD)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        for server in getattr(self, "servers", ()):  # absent when startup failed
+            for listener in server.sockets:
+                with socket.socket(fileno=os.dup(listener.fileno())) as sock:  # the same socket
+                    sock.listen(LISTEN_QUEUE)
+
+
 def serve(app: Any, *, host: str = "127.0.0.1", port: int = 8765, log_level: str = "info") -> None:
     """Run ``app`` with uvicorn until SIGINT/SIGTERM. Blocks the calling thread."""
-    uvicorn.Server(uvicorn_config(app, host=host, port=port, log_level=log_level)).run()
+    _Server(uvicorn_config(app, host=host, port=port, log_level=log_level)).run()
 
 
 @dataclass(frozen=True)
@@ -114,7 +164,7 @@ async def running_server(
         sock.setblocking(False)
         bound = int(sock.getsockname()[1])
         config = uvicorn_config(app, host=host, port=bound, log_level=log_level)
-        server = uvicorn.Server(config)
+        server = _Server(config)
         stopped = anyio.Event()
 
         async def run() -> None:

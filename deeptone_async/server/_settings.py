@@ -46,6 +46,23 @@ class ServerSettings:
             ``benchmarks/RESULTS.md``). 0 runs a batch whenever a worker is free.
         max_batch: most stream blocks stacked in one inference call.
         inference_workers: batches that may run at once (threads); 1 suits one core.
+        header_timeout_s: most seconds a client may take to send a request's headers
+            (10), counted from the connection (or, on a kept-alive one, from the request's
+            first byte); it is then answered 408 and closed. Bounds how long a slow or
+            silent client (slowloris) holds a socket; the WebSocket handshake request is
+            covered too.
+        max_pending_handshakes: most connections whose request headers are still
+            incomplete (64); when one more arrives the oldest of them is closed, so slow
+            clients cannot crowd out quick ones. Bounds the sockets that clients which
+            never finish a request can hold.
+        max_open_connections: most TCP connections open at once (HTTP and WebSocket,
+            pending ones included); when one more arrives the oldest pending one is
+            closed to make room, or the new one when none is pending. ``None`` (the
+            default) takes half the process's file-descriptor limit (``RLIMIT_NOFILE``)
+            less 16, at least 16 (112 at a limit of 256, 496 at 1024): each connection may
+            hold a second descriptor (an upload's temporary file), and the rest is kept
+            for the models, logs and ``/health``. Streams are also bounded by
+            ``max_connections``; keep that under this.
     """
 
     api_key: str | None = None
@@ -59,13 +76,23 @@ class ServerSettings:
     batch_interval_ms: float = 10.0
     max_batch: int = 256
     inference_workers: int = 1
+    header_timeout_s: float = 10.0
+    max_pending_handshakes: int = 64
+    max_open_connections: int | None = None
 
     def __post_init__(self) -> None:
         positive_ints = ("max_connections", "max_message_bytes", "queue_messages", "max_upload_bytes", "max_batch")
-        for name in (*positive_ints, "inference_workers"):
+        for name in (*positive_ints, "inference_workers", "max_pending_handshakes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ParameterError(f"{name} must be a positive int, got {value!r}")
+        if self.max_open_connections is not None:
+            value = self.max_open_connections
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ParameterError(f"max_open_connections must be a positive int or None, got {value!r}")
+        value = self.header_timeout_s
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            raise ParameterError(f"header_timeout_s must be a positive number of seconds, got {value!r}")
         for name in ("max_stream_seconds", "idle_timeout_s"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
