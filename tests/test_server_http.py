@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import httpx
 import numpy as np
 import pytest
@@ -104,6 +105,27 @@ async def test_analyse_errors_name_the_upload_never_a_server_path(engine: Deepto
     assert "channel 5 does not exist in 'call.wav'" in messages["no channel 5"]
     for message in messages.values():
         assert tempfile.gettempdir() not in message and "deeptone-upload" not in message, message
+
+
+async def test_uploads_are_bounded_in_audio_seconds_and_body_pauses(engine: Deeptone) -> None:
+    settings = ServerSettings(max_upload_seconds=1.5, body_timeout_s=0.5)
+    long_low_rate = wav_bytes(np.zeros(8_000, np.float32))  # 0.5 s at 16 kHz ...
+    as_4k = bytearray(long_low_rate)
+    as_4k[24:28] = (4_000).to_bytes(4, "little")  # ... declared 4 kHz: 2 s of audio, same bytes
+    as_4k[28:32] = (8_000).to_bytes(4, "little")
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield long_low_rate[:100]
+        await anyio.sleep(2)
+        yield long_low_rate[100:]
+
+    async with running_server(engine=engine, settings=settings) as srv, httpx.AsyncClient(base_url=srv.url) as http:
+        short = await http.post("/analyse?filename=short.wav", content=long_low_rate)
+        long = await http.post("/analyse?filename=long.wav", content=bytes(as_4k))
+        slow = await http.post("/analyse?filename=slow.wav", content=trickle())
+    assert short.status_code == 200
+    assert long.status_code == 413 and long.json()["error"] == "'long.wav' holds 2 s of audio, more than the limit of 1.5 s"
+    assert slow.status_code == 408 and "paused for more than 0.5 s" in slow.json()["error"]
 
 
 def free_port() -> int:

@@ -95,7 +95,7 @@ class StreamServer:
         if not self.slots.acquire():
             return error_response(503, f"the server is at its limit of {self.slots.limit} connections")
         try:
-            return await analyse_upload(request, self.engine, self.settings.max_upload_bytes)
+            return await analyse_upload(request, self.engine, self.settings)
         finally:
             self.slots.release()
 

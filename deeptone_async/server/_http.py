@@ -23,7 +23,9 @@ from starlette.types import Message
 
 from ..engine import DEFAULT_VOLUME_THRESHOLD, Deeptone
 from ..errors import AudioFormatError, DecodeError, ModelError, ParameterError, UnknownModelError
+from ..sources.file import FileSource
 from ._protocol import parse_bool, parse_float, parse_int, parse_models
+from ._settings import ServerSettings
 
 __all__ = ["analyse_upload", "error_response"]
 
@@ -47,6 +49,10 @@ class UploadTooLarge(Exception):
     """The request body passed ``max_upload_bytes``."""
 
 
+class UploadTooSlow(Exception):
+    """The request body paused for longer than ``body_timeout_s``."""
+
+
 def error_response(status: int, error: str) -> JSONResponse:
     return JSONResponse({"message_type": "error", "error": error}, status_code=status)
 
@@ -59,6 +65,22 @@ def _suffix(name: str | None, content_type: str | None) -> str:
             return suffix.lower()
     ctype = (content_type or "").split(";")[0].strip().lower()
     return _CONTENT_SUFFIXES.get(ctype, "")
+
+
+async def _check_duration(path: Path, engine: Deeptone, max_seconds: float) -> None:
+    """Read the upload's header; refuse it before analysis if it is outside the engine's
+    limits or declares more than ``max_seconds`` of audio.
+
+    Raises:
+        DecodeError: not audio; AudioFormatError: outside ``engine.limits``;
+        UploadTooLarge: too long.
+    """
+    source = FileSource(path)
+    fmt = await source.open()
+    engine.limits.check_format(fmt, repr(str(path)))
+    seconds = (source.frames_total or 0) / fmt.sample_rate
+    if seconds > max_seconds:
+        raise UploadTooLarge(f"holds {seconds:.0f} s of audio, more than the limit of {max_seconds:g} s")
 
 
 def _upload_name(filename: str | None) -> str:
@@ -82,12 +104,15 @@ def _temp_file() -> str:
     return name
 
 
-def _limited(receive: Callable[[], Awaitable[Message]], limit: int) -> Callable[[], Awaitable[Message]]:
+def _limited(receive: Callable[[], Awaitable[Message]], limit: int, timeout_s: float) -> Callable[[], Awaitable[Message]]:
     seen = 0
 
     async def counted() -> Message:
         nonlocal seen
-        message = await receive()
+        with anyio.move_on_after(timeout_s) as scope:
+            message = await receive()
+        if scope.cancelled_caught:
+            raise UploadTooSlow
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
@@ -137,13 +162,16 @@ def _analysis_args(request: Request) -> dict[str, Any]:
     }
 
 
-async def analyse_upload(request: Request, engine: Deeptone, max_bytes: int) -> JSONResponse:
+async def analyse_upload(request: Request, engine: Deeptone, settings: ServerSettings) -> JSONResponse:
     """Save the upload to a temporary file, analyse it, delete it; JSON response.
 
     Status codes: 200 with the ``process_file`` result; 400 bad parameters or an empty
-    or malformed upload; 413 too large; 415 not decodable audio, or audio outside the
-    engine's limits (sample rate, channels, float range); 500 a model failure.
+    or malformed upload; 408 a body that paused longer than ``body_timeout_s``; 413 more
+    bytes than ``max_upload_bytes`` or more audio than ``max_upload_seconds``; 415 not
+    decodable audio, or audio outside the engine's limits (sample rate, channels, float
+    range); 500 a model failure.
     """
+    max_bytes = settings.max_upload_bytes
     try:
         args = _analysis_args(request)
     except ParameterError as exc:
@@ -151,7 +179,7 @@ async def analyse_upload(request: Request, engine: Deeptone, max_bytes: int) -> 
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         return error_response(413, f"the upload of {declared} bytes exceeds the limit of {max_bytes} bytes")
-    limited = Request(request.scope, _limited(request.receive, max_bytes))
+    limited = Request(request.scope, _limited(request.receive, max_bytes, settings.body_timeout_s))
     ctype = request.headers.get("content-type", "")
     path = Path(await anyio.to_thread.run_sync(_temp_file))
     name = _upload_name(request.query_params.get("filename"))
@@ -170,13 +198,18 @@ async def analyse_upload(request: Request, engine: Deeptone, max_bytes: int) -> 
                 await _save_body(limited, path)
         except UploadTooLarge:
             return error_response(413, f"the upload exceeds the limit of {max_bytes} bytes")
+        except UploadTooSlow:
+            return error_response(408, f"the upload paused for more than {settings.body_timeout_s:g} s")
         if (await anyio.Path(path).stat()).st_size == 0:
             return error_response(400, "the upload is empty")
         if suffix:  # libsndfile and the raw reader go by the suffix
             path = Path(await anyio.Path(path).rename(path.with_name(path.name + suffix)))
         # messages name the upload, never the server's temporary path
         try:
+            await _check_duration(path, engine, settings.max_upload_seconds)
             result = await engine.process_file(path, **args)
+        except UploadTooLarge as exc:
+            return error_response(413, f"{name} {exc}")
         except (ParameterError, UnknownModelError) as exc:
             return error_response(400, _public(str(exc), path, name))
         except AudioFormatError as exc:

@@ -35,6 +35,11 @@ class ServerSettings:
             is slowed by TCP flow control. Per-connection audio memory is bounded by about
             ``(queue_messages + 2) * max_message_bytes``.
         max_upload_bytes: largest file ``POST /analyse`` accepts (413 above).
+        max_upload_seconds: longest audio an upload may decode to (4 hours; 413 above),
+            read from its header before any analysis: a small file can declare hours of
+            audio (a low sample rate, many frames), and bytes alone do not bound the work.
+        body_timeout_s: most seconds an upload's body may pause between two pieces (30;
+            408 after it): a client trickling its body cannot hold a connection for ever.
         batching: run the frames of all streams through a shared
             :class:`~deeptone_async.server.BatchScheduler` (one ONNX call for many
             streams); ``False`` runs each stream's frames separately.
@@ -72,6 +77,8 @@ class ServerSettings:
     idle_timeout_s: float | None = 30.0
     queue_messages: int = 8
     max_upload_bytes: int = 100 * 1024 * 1024
+    max_upload_seconds: float = 4 * 3600.0
+    body_timeout_s: float = 30.0
     batching: bool = True
     batch_interval_ms: float = 10.0
     max_batch: int = 256
@@ -90,9 +97,10 @@ class ServerSettings:
             value = self.max_open_connections
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ParameterError(f"max_open_connections must be a positive int or None, got {value!r}")
-        value = self.header_timeout_s
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-            raise ParameterError(f"header_timeout_s must be a positive number of seconds, got {value!r}")
+        for name in ("header_timeout_s", "max_upload_seconds", "body_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ParameterError(f"{name} must be a positive number of seconds, got {value!r}")
         for name in ("max_stream_seconds", "idle_timeout_s"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):

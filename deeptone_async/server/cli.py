@@ -58,6 +58,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-interval-ms", type=float, default=d.batch_interval_ms, help="least time between inference batches"
     )
+    parser.add_argument(
+        "--max-upload-seconds", type=float, default=d.max_upload_seconds, help="longest audio an upload may hold"
+    )
+    parser.add_argument(
+        "--body-timeout", type=float, default=d.body_timeout_s, help="seconds an upload body may pause (408 after)"
+    )
+    parser.add_argument(
+        "--header-timeout", type=float, default=d.header_timeout_s, help="seconds to send request headers (408 after)"
+    )
+    parser.add_argument(
+        "--max-pending-handshakes", type=int, default=d.max_pending_handshakes,
+        help="most connections with incomplete request headers (the oldest is closed)",
+    )
+    parser.add_argument(
+        "--max-open-connections", type=int, default=None,
+        help="most open TCP connections (default: half the file-descriptor limit less 16)",
+    )
     parser.add_argument("--max-batch", type=int, default=d.max_batch, help="most stream blocks per inference call")
     parser.add_argument(
         "--inference-workers", type=int, default=d.inference_workers, help="inference batches running at once"
@@ -81,6 +98,11 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         idle_timeout_s=args.idle_timeout,
         queue_messages=args.queue_messages,
         max_upload_bytes=args.max_upload_bytes,
+        max_upload_seconds=args.max_upload_seconds,
+        body_timeout_s=args.body_timeout,
+        header_timeout_s=args.header_timeout,
+        max_pending_handshakes=args.max_pending_handshakes,
+        max_open_connections=args.max_open_connections,
         batching=not args.no_batching,
         batch_interval_ms=args.batch_interval_ms,
         max_batch=args.max_batch,
