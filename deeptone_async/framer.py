@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import anyio
 import numpy as np
 import numpy.typing as npt
-import soxr
 
 from .audio import AudioFormat, BytesDecoder, Float32, to_float32
 from .errors import AudioFormatError
@@ -124,6 +123,8 @@ class _Resampler:
     """Streaming resampler to 16 kHz (soxr), exact pass-through at 16 kHz."""
 
     def __init__(self, rate: int, channels: int) -> None:
+        import soxr  # here, not at the top: only other rates than 16 kHz need it
+
         self._stream = (
             None
             if rate == SAMPLE_RATE

@@ -19,17 +19,19 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import numpy as np
-import onnxruntime as ort
 
 from .audio import Float32
 from .errors import ModelError
 from .features import FRAME_SAMPLES, N_MELS, SILENCE_FLOOR, SUBFRAMES, LogMelExtractor
 from .framer import FrameBlock
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 __all__ = [
     "FrameOutputs",
@@ -53,6 +55,8 @@ def load_session(path: Path, threads: int = 1) -> ort.InferenceSession:
     Raises:
         ModelError: the file is missing or is not a loadable ONNX model.
     """
+    import onnxruntime as ort  # here, not at the top: importing it takes 50-150 ms
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -238,6 +242,10 @@ def make_runner(spec: ModelSpec, threads: int = 1) -> Runner:
         return SileroSeqRunner(spec, session)
     if len(inputs) != 1 or len(inputs[0].shape) != 3:
         raise ModelError(f"logmel model {spec.name!r} must take one (batch, rows, {N_MELS}) input")
+    # the log-mel features' FFT: imported with the model (the engine's construction blocks
+    # anyway), not at the first analysis, where its 350 ms would hold the GIL mid-stream
+    import scipy.fft  # noqa: F401
+
     return LogMelRunner(spec, session)
 
 

@@ -19,17 +19,18 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import aiofiles
-import aiofiles.os
 import anyio
 import numpy as np
 import numpy.typing as npt
-import soundfile as sf
 
 from ..audio import AudioFormat
 from ..errors import DecodeError, ParameterError
 from ..framer import Chunk
+
+if TYPE_CHECKING:
+    import soundfile as sf
 
 __all__ = ["DECODE_FRAMES", "FileSource", "RAW_SUFFIXES", "check_channel"]
 
@@ -78,6 +79,9 @@ class FileSource:
 
     async def open(self) -> AudioFormat:
         """Check the file and read its header (in a worker thread)."""
+        import aiofiles.os
+        import soundfile as sf
+
         st = await aiofiles.os.stat(self.path)  # FileNotFoundError propagates as it is
         if self._raw:
             fmt = self._raw_format
@@ -104,6 +108,8 @@ class FileSource:
             async for chunk in self._raw_chunks():
                 yield chunk
             return
+        import soundfile as sf
+
         try:
             handle = await anyio.to_thread.run_sync(sf.SoundFile, str(self.path))
         except (sf.LibsndfileError, RuntimeError) as exc:
@@ -132,6 +138,8 @@ class FileSource:
         fmt = self._raw_format
         dtype = np.dtype(fmt.dtype).newbyteorder("<")
         size = (self._block or DECODE_FRAMES) * fmt.bytes_per_frame  # whole-file mode too: bounded reads
+        import aiofiles
+
         done = 0
         async with aiofiles.open(self.path, "rb") as f:
             while data := await f.read(size):
