@@ -30,6 +30,7 @@ if typing.TYPE_CHECKING:
     from .audio import AudioFormat as AudioFormat
     from .engine import DEFAULT_VOLUME_THRESHOLD as DEFAULT_VOLUME_THRESHOLD
     from .engine import Deeptone as Deeptone
+    from .limits import Limits as Limits
     from .pipeline import ResultStream as ResultStream
     from .pipeline import StreamStats as StreamStats
     from .results import AnalysisResult as AnalysisResult
@@ -45,6 +46,7 @@ __all__ = [
     "Deeptone",
     "DeeptoneError",
     "DeviceError",
+    "Limits",
     "ModelError",
     "ModelSpec",
     "ParameterError",
@@ -61,6 +63,7 @@ _LAZY = {
     "AudioFormat": ".audio",
     "DEFAULT_VOLUME_THRESHOLD": ".engine",
     "Deeptone": ".engine",
+    "Limits": ".limits",
     "ResultStream": ".pipeline",
     "StreamStats": ".pipeline",
     "AnalysisResult": ".results",
