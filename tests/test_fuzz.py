@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-
 #: Address-space cap of the fuzzing process: the engine with its ONNX sessions maps about
 #: 0.5 GB; a case that tried to allocate what the reported attacks did (0.8-2.5 GB) fails.
 MEMORY_CAP = 1280 << 20
