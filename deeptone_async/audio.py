@@ -139,6 +139,8 @@ class BytesDecoder:
     def __init__(self, fmt: AudioFormat) -> None:
         self._fmt = fmt
         self._dtype = np.dtype(fmt.dtype).newbyteorder("<")
+        self._frame_bytes = fmt.bytes_per_frame
+        self._int16 = fmt.dtype == "int16"
         self._spare = b""
 
     @property
@@ -148,8 +150,12 @@ class BytesDecoder:
 
     def decode(self, chunk: bytes | bytearray | memoryview) -> Float32:
         """Samples for the whole sample frames now available, as float32 ``(n, channels)``."""
-        buf = self._spare + bytes(chunk)
-        usable = len(buf) - len(buf) % self._fmt.bytes_per_frame
-        self._spare = buf[usable:]
-        samples = np.frombuffer(buf[:usable], dtype=self._dtype)
+        buf: bytes | bytearray | memoryview = self._spare + bytes(chunk) if self._spare else chunk
+        usable = len(buf) - len(buf) % self._frame_bytes
+        self._spare = bytes(buf[usable:])
+        samples = np.frombuffer(buf, dtype=self._dtype, count=usable // self._dtype.itemsize)
+        if self._int16:  # the stream format: one conversion, no checks needed
+            out = samples.astype(np.float32).reshape(-1, self._fmt.channels)
+            out *= np.float32(1.0 / 32768.0)
+            return out
         return to_float32(samples.astype(self._dtype.newbyteorder("=")), self._fmt.channels)

@@ -79,28 +79,43 @@ class Framer:
         self._channels = channels
         self._max = max_block_frames
         self._min = max(1, min(min_block_frames, max_block_frames))
-        self._pending = np.zeros((0, channels), np.float32)
+        # samples not yet cut into blocks: a list of arrays, joined only when a block is due
+        # (a stream of 20 ms chunks would otherwise copy the whole held period per chunk)
+        self._held: list[Float32] = []
+        self._held_samples = 0
         self._next = 0
 
     def push(self, samples: Float32) -> list[FrameBlock]:
         """Blocks of the whole frames now available from ``samples`` ``(n, channels)``."""
         if samples.shape[0] == 0:
             return []
-        buf = np.concatenate([self._pending, samples]) if self._pending.shape[0] else samples
-        n = buf.shape[0] // FRAME_SAMPLES
+        self._held.append(samples)
+        self._held_samples += samples.shape[0]
+        n = self._held_samples // FRAME_SAMPLES
         n -= n % self._min
-        self._pending = buf[n * FRAME_SAMPLES :].copy() if n else buf.copy() if buf is samples else buf
+        if n == 0:
+            if samples.base is not None or not samples.flags.owndata:
+                self._held[-1] = samples.copy()  # the caller's buffer may be reused
+            return []
+        buf = self._take()
+        rest = buf[n * FRAME_SAMPLES :]
+        if rest.shape[0]:
+            self._held, self._held_samples = [rest.copy()], rest.shape[0]
         return self._blocks(buf[: n * FRAME_SAMPLES], np.full(n, FRAME_SAMPLES, np.int64))
+
+    def _take(self) -> Float32:
+        """Every held sample as one array; the holder is left empty."""
+        held, self._held, self._held_samples = self._held, [], 0
+        return held[0] if len(held) == 1 else np.concatenate(held)
 
     def flush(self) -> list[FrameBlock]:
         """Every frame still held, the last one zero-padded if partial."""
-        rest = self._pending.shape[0]
+        rest = self._held_samples
         if rest == 0:
             return []
         n = -(-rest // FRAME_SAMPLES)
         padded = np.zeros((n * FRAME_SAMPLES, self._channels), np.float32)
-        padded[:rest] = self._pending
-        self._pending = padded[:0]
+        padded[:rest] = self._take()
         valid = np.full(n, FRAME_SAMPLES, np.int64)
         valid[-1] = rest - (n - 1) * FRAME_SAMPLES
         return self._blocks(padded, valid)
