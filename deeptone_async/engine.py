@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import numpy as np
+from anyio.lowlevel import RunVar
 import numpy.typing as npt
 
 from .aggregator import FRAME_MS, Aggregator
 from .audio import AudioFormat
+from .batching import StreamBatcher
 from .errors import AudioFormatError, ModelError, ParameterError
 from .features import FRAME_SAMPLES, SAMPLE_RATE
 from .framer import MAX_BLOCK_FRAMES
@@ -29,6 +32,8 @@ from .spec import ModelSpec
 __all__ = ["Deeptone", "DEFAULT_VOLUME_THRESHOLD"]
 
 DEFAULT_VOLUME_THRESHOLD = 0.005
+#: Per event loop: each engine's stream batcher (a RunVar lives as long as its loop runs).
+_BATCHERS: RunVar[weakref.WeakKeyDictionary[Deeptone, StreamBatcher]] = RunVar("deeptone_async_batchers")
 #: In-memory bytes are handed to the pipeline in pieces of this size (16 s of 16 kHz
 #: 16-bit mono), so conversion and resampling work on bounded blocks.
 MEMORY_CHUNK_BYTES = 1 << 19
@@ -60,6 +65,9 @@ class Deeptone:
         load_bundled: load the models shipped with the package.
         limits: the sample rates and channel counts accepted from any input
             (:class:`~deeptone_async.limits.Limits`; default 4-384 kHz, 32 channels).
+        batch_streams: run the blocks of concurrent ``process_stream`` calls (on one
+            event loop) in shared inference calls (:mod:`deeptone_async.batching`);
+            ``False`` runs each stream alone.
 
     Construction blocks while the ONNX sessions load (well under a second). The engine is
     safe to share between streams, tasks and threads.
@@ -77,10 +85,12 @@ class Deeptone:
         speech_detector: str | None = None,
         load_bundled: bool = True,
         limits: Limits | None = None,
+        batch_streams: bool = True,
     ) -> None:
         if limits is not None and not isinstance(limits, Limits):
             raise ParameterError(f"limits must be a deeptone_async.limits.Limits, got {type(limits).__name__}")
         self.limits = limits or DEFAULT_LIMITS
+        self._batch_streams = bool(batch_streams)
         self._registry = ModelRegistry(threads_per_model)
         if load_bundled:
             for spec in bundled_specs():
@@ -143,9 +153,22 @@ class Deeptone:
         detector = self._registry.runner(self._detector()) if any(s.voice for s in specs) else None
         return specs, InferencePlan([self._registry.runner(s) for s in specs], detector)
 
+    def _stream_batcher(self) -> StreamBatcher:
+        """This engine's batcher for the running event loop (one per loop and engine)."""
+        try:
+            batchers = _BATCHERS.get()
+        except LookupError:
+            batchers = weakref.WeakKeyDictionary()
+            _BATCHERS.set(batchers)
+        batcher = batchers.get(self)
+        if batcher is None:
+            batcher = batchers[self] = StreamBatcher(self._limiter)
+        return batcher
+
     def _pipeline_factory(self, plan: InferencePlan, volume_threshold: float) -> Any:
         def make(source: Source, fmt: AudioFormat, period: int) -> Pipeline:
-            return Pipeline(source, fmt, plan, volume_threshold, self._limiter, self.limits, period)
+            batcher = self._stream_batcher() if self._batch_streams else None
+            return Pipeline(source, fmt, plan, volume_threshold, self._limiter, self.limits, period, batcher)
 
         return make
 

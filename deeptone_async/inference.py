@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import onnxruntime as ort
 
 __all__ = [
+    "Batcher",
     "FrameOutputs",
     "InferencePlan",
     "LogMelRunner",
@@ -299,17 +300,29 @@ class InferencePlan:
         return FrameOutputs(probs, speech)
 
 
+class Batcher(Protocol):
+    """Runs a stream's block, possibly in a call shared with other streams
+    (:class:`deeptone_async.batching.StreamBatcher`)."""
+
+    async def run(self, plan: InferencePlan, samples: Float32, states: Sequence[StreamState]) -> FrameOutputs: ...
+
+
 async def infer(
     blocks: AsyncIterable[FrameBlock],
     plan: InferencePlan,
     states: Sequence[StreamState],
     limiter: anyio.CapacityLimiter,
+    batcher: Batcher | None = None,
 ) -> AsyncGenerator[tuple[FrameBlock, FrameOutputs], None]:
-    """Run the plan on each block in a worker thread (one hop per block).
+    """Run the plan on each block in a worker thread (one hop per block), or through
+    ``batcher``, which shares calls and hops with other streams' blocks.
 
     Applies backpressure: the next block is not pulled until this one's results are
     consumed. Cancellation waits for the hop in flight (at most one block's work).
     """
     async for block in blocks:
-        outputs = await anyio.to_thread.run_sync(plan.run, block.samples, states, limiter=limiter)
+        if batcher is None:
+            outputs = await anyio.to_thread.run_sync(plan.run, block.samples, states, limiter=limiter)
+        else:
+            outputs = await batcher.run(plan, block.samples, states)
         yield block, outputs

@@ -28,7 +28,7 @@ from .audio import AudioFormat
 from .errors import AudioFormatError
 from .framer import Chunk, FrameBlock, frames
 from .gate import gate
-from .inference import FrameOutputs, InferencePlan, StreamState, infer
+from .inference import Batcher, FrameOutputs, InferencePlan, StreamState, infer
 from .limits import DEFAULT_LIMITS, Limits
 from .sources.base import Source
 from .spec import ModelSpec
@@ -74,6 +74,8 @@ class Pipeline:
         period_frames: frames per output period: frames are run through the models a
             whole period at a time (one inference call per period, not per chunk), which
             leaves results and their latency unchanged (a result is due at its period's end).
+        batcher: shares inference calls with other streams (the engine's); ``None`` runs
+            this stream's blocks alone.
 
     Raises:
         AudioFormatError: ``fmt`` is outside ``limits`` (sample rate, channel count).
@@ -88,6 +90,7 @@ class Pipeline:
         limiter: anyio.CapacityLimiter,
         limits: Limits = DEFAULT_LIMITS,
         period_frames: int = 1,
+        batcher: Batcher | None = None,
     ) -> None:
         path = getattr(source, "path", None)
         limits.check_format(fmt, f"'{path}'" if path is not None else "the audio")
@@ -98,6 +101,7 @@ class Pipeline:
         self.stats = StreamStats()
         self._threshold = volume_threshold
         self._period = period_frames
+        self._batcher = batcher
         self._limiter = limiter
         self._gens: list[AsyncGenerator[Any, None]] = []
         self._start: float | None = None
@@ -110,7 +114,7 @@ class Pipeline:
         metered = self._meter(src)
         framed = frames(metered, self.fmt, min_block_frames=self._period)
         gated = gate(framed, self._threshold)
-        inferred = infer(gated, self.plan, self.states, self._limiter)
+        inferred = infer(gated, self.plan, self.states, self._limiter, self._batcher)
         self._gens += [metered, framed, gated, inferred]
         return inferred
 
