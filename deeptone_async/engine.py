@@ -9,8 +9,8 @@ from typing import Any
 
 import anyio
 import numpy as np
-from anyio.lowlevel import RunVar
 import numpy.typing as npt
+from anyio.lowlevel import RunVar
 
 from .aggregator import FRAME_MS, Aggregator
 from .audio import AudioFormat
