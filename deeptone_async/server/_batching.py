@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 
 import anyio
 import anyio.abc
-import numpy as np
 
 from ..audio import Float32
+from ..batching import BatchRequest, group_requests, run_groups
 from ..framer import FrameBlock
 from ..inference import FrameOutputs, InferencePlan, StreamState
 
@@ -74,40 +74,6 @@ class BatchStats:
         }
 
 
-@dataclass(eq=False)
-class _Request:
-    plan: InferencePlan
-    samples: Float32  # (channels, n, 1024)
-    states: Sequence[StreamState]
-    done: anyio.Event = field(default_factory=anyio.Event)
-    outputs: FrameOutputs | None = None
-    error: BaseException | None = None
-
-    def key(self) -> tuple[int, ...]:
-        """Requests with equal keys can share a call: same runners, same frame count."""
-        ids = [id(r) for r in self.plan.runners]
-        return (*ids, id(self.plan.detector), int(self.samples.shape[1]))
-
-
-def _run_group(group: list[_Request]) -> None:
-    """Stack the group's streams, run once, hand each request its rows (worker thread)."""
-    plan = group[0].plan
-    frames = np.concatenate([r.samples for r in group]) if len(group) > 1 else group[0].samples
-    states = [st for r in group for st in r.states]
-    try:
-        out = plan.run(frames, states)
-    except Exception as exc:  # every stream of the call sees the failure
-        for r in group:
-            r.error = exc
-        return
-    lo = 0
-    for r in group:
-        hi = lo + r.samples.shape[0]
-        speech = None if out.speech is None else out.speech[lo:hi]
-        r.outputs = FrameOutputs({k: v[lo:hi] for k, v in out.probs.items()}, speech)
-        lo = hi
-
-
 class BatchScheduler:
     """Runs the frame blocks of concurrent streams in shared inference calls.
 
@@ -134,7 +100,7 @@ class BatchScheduler:
         self._max_batch = max_batch
         self._workers = workers
         self._limiter = anyio.CapacityLimiter(workers)
-        self._pending: list[_Request] = []
+        self._pending: list[BatchRequest] = []
         self._wake = anyio.Event()
         self._all_waiting = anyio.Event()
         self._streams = 0  # streams inside infer()
@@ -189,7 +155,7 @@ class BatchScheduler:
         """
         if self._tg is None:
             raise RuntimeError("the BatchScheduler is not running (use it with `async with`)")
-        req = _Request(plan, samples, states)
+        req = BatchRequest(plan, samples, states)
         self._pending.append(req)
         self._wake.set()
         if len(self._pending) >= self._streams:
@@ -242,13 +208,10 @@ class BatchScheduler:
                     continue
                 tg.start_soon(self._run_batch, batch, slots)
 
-    async def _run_batch(self, batch: list[_Request], slots: anyio.Semaphore) -> None:
-        groups: dict[tuple[int, ...], list[_Request]] = {}
-        for req in batch:
-            groups.setdefault(req.key(), []).append(req)
-        calls = [g[lo : lo + self._max_batch] for g in groups.values() for lo in range(0, len(g), self._max_batch)]
+    async def _run_batch(self, batch: list[BatchRequest], slots: anyio.Semaphore) -> None:
+        calls = group_requests(batch, self._max_batch)
         try:
-            await anyio.to_thread.run_sync(_run_all, calls, limiter=self._limiter)
+            await anyio.to_thread.run_sync(run_groups, calls, limiter=self._limiter)
         finally:
             slots.release()
             for req in batch:
@@ -262,7 +225,3 @@ class BatchScheduler:
         st.frames += sum(int(r.samples.shape[1]) for r in batch)
         st.largest = max(st.largest, max(len(c) for c in calls))
 
-
-def _run_all(calls: list[list[_Request]]) -> None:
-    for group in calls:
-        _run_group(group)
