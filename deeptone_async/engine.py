@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import numpy as np
@@ -28,6 +28,9 @@ from .sources.base import IterableSource, Source, as_source
 from .sources.file import FileSource, ProgressCallback
 from .sources.memory import ArraySource
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    from ._smoothed import SmoothingArg
 
 __all__ = ["Deeptone", "DEFAULT_VOLUME_THRESHOLD"]
 
@@ -181,6 +184,8 @@ class Deeptone:
         output_period: int = 1024,
         include_raw_values: bool = False,
         volume_threshold: float = DEFAULT_VOLUME_THRESHOLD,
+        *,
+        smoothing: SmoothingArg = None,
     ) -> ResultStream:
         """Analyse a stream, yielding a result every ``output_period`` ms.
 
@@ -195,20 +200,39 @@ class Deeptone:
             output_period: ms between results, a positive multiple of 64.
             include_raw_values: add each model's mean class probabilities as ``"raw"``.
             volume_threshold: frames whose RMS (on [-1, 1]) is below this are silence.
+            smoothing: smooth labels into segments as
+                :func:`deeptone_async.segments.segments` does (short blips dropped, short
+                gaps bridged, padding): a :class:`~deeptone_async.segments.Smoothing` or
+                ``True`` (the defaults) for every model, or ``{"vad": Smoothing(...)}``.
+                Causal; each result is delayed until its smoothed label is final, at most
+                ``pad_ms + min_duration_ms + min_gap_ms`` (380 ms with the defaults),
+                rounded up to the output period (:func:`deeptone_async.events.smooth`).
 
         Returns:
             A :class:`~deeptone_async.pipeline.ResultStream`; iterate it with
-            ``async for``. Each result uses only audio up to the end of its period.
+            ``async for``. Each result uses only audio up to the end of its period
+            (with ``smoothing``, up to the end of its period plus the delay above).
 
         Raises:
-            ParameterError: bad ``output_period`` or ``volume_threshold`` (at the call).
+            ParameterError: bad ``output_period``, ``volume_threshold`` or ``smoothing``
+                (at the call).
             UnknownModelError: a model that is not registered (at the call).
             AudioFormatError, DecodeError, SourceError: from ``async for``, after every
                 result computed before the fault.
         """
         specs, plan, period, threshold = self._prepare(models, output_period, volume_threshold)
+        rules = None
+        if smoothing is not None and smoothing is not False:
+            from ._smoothed import resolve_smoothing
+
+            rules = resolve_smoothing(smoothing, specs)
         source = as_source(input_generator)
-        return ResultStream(source, self._pipeline_factory(plan, threshold), specs, period, bool(include_raw_values))
+        stream = ResultStream(source, self._pipeline_factory(plan, threshold), specs, period, bool(include_raw_values))
+        if rules:
+            from ._smoothed import SmoothedStream
+
+            return SmoothedStream(stream, rules, specs)
+        return stream
 
     async def process_file(
         self,

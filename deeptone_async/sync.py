@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -23,6 +23,9 @@ from .pipeline import ResultStream
 from .registry import ModelHandles
 from .results import AnalysisResult
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    from ._smoothed import SmoothingArg
 
 __all__ = ["Deeptone"]
 
@@ -77,16 +80,21 @@ class Deeptone:
         output_period: int = 1024,
         include_raw_values: bool = False,
         volume_threshold: float = DEFAULT_VOLUME_THRESHOLD,
+        *,
+        smoothing: SmoothingArg = None,
     ) -> Iterator[dict[str, Any]]:
         """A plain generator of results over a plain generator (or any source) of audio.
 
         The input generator is advanced in a worker thread, so it may block (e.g. wait for
         a microphone buffer). Closing the returned generator stops the stream.
+        ``smoothing`` is :meth:`deeptone_async.Deeptone.process_stream`'s.
 
         Raises:
             ParameterError, UnknownModelError: at the call.
         """
-        stream = self.engine.process_stream(input_generator, models, output_period, include_raw_values, volume_threshold)
+        stream = self.engine.process_stream(
+            input_generator, models, output_period, include_raw_values, volume_threshold, smoothing=smoothing
+        )
         return self._iterate(stream)
 
     def _iterate(self, stream: ResultStream) -> Iterator[dict[str, Any]]:
