@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import DecodeError
 from ._inputs import RAW_SUFFIXES, Input, expand, truncation
-from ._parser import FORMAT_SUFFIXES, model_names
+from ._parser import FORMAT_SUFFIXES, SEGMENT_FORMATS, model_names
 
 if TYPE_CHECKING:
     from ..engine import Deeptone
     from ..results import AnalysisResult
+    from ..segments import Smoothing
 
 __all__ = ["DirectoryOutput", "StreamOutput", "UsageError", "render", "run_files", "write_atomically"]
 
@@ -36,8 +37,14 @@ def warn(message: str) -> None:
 # -- rendering --------------------------------------------------------------------------
 
 
-def render(fmt: str, name: str, result: AnalysisResult, *, header: bool = True) -> str:
-    """One file's result as text in ``fmt`` (``json``, ``jsonl`` or ``csv``)."""
+def render(fmt: str, name: str, result: AnalysisResult, *, header: bool = True, smoothing: Smoothing | None = None) -> str:
+    """One file's result as text in ``fmt`` (``json``, ``jsonl``, ``csv``, or a segment
+    format: ``rttm``, ``textgrid``, ``srt``, ``vtt``)."""
+    if fmt in SEGMENT_FORMATS:
+        from .. import exports
+
+        segs = exports.result_segments(result, smoothing=smoothing)
+        return exports.export(segs, fmt, file_id=Path(name).name, duration_ms=_duration_ms(result))
     if fmt == "json":
         return json.dumps({"file": name, **result}, indent=2) + "\n"
     lines: list[str] = []
@@ -65,6 +72,16 @@ def render(fmt: str, name: str, result: AnalysisResult, *, header: bool = True) 
     raise ValueError(f"no text rendering for format {fmt!r}")
 
 
+def _duration_ms(result: AnalysisResult) -> int | None:
+    ends = [
+        t[-1]["timestamp_end"]
+        for entry in result["channels"].values()
+        for t in (entry.get("transitions") or {}).values()
+        if t
+    ]
+    return max(ends) if ends else None
+
+
 def label_tracks(result: AnalysisResult) -> dict[str, str]:
     """An Audacity label track per channel of ``result``: ``{channel: text}``."""
     from ..sinks import audacity_labels
@@ -83,13 +100,18 @@ class StreamOutput:
     """Every file's records to one text stream (standard output or ``--output FILE``),
     flushed as each file is done; the CSV header comes once."""
 
-    def __init__(self, fmt: str, channel: int | None) -> None:
+    def __init__(self, fmt: str, channel: int | None, smoothing: Smoothing | None = None) -> None:
         self._fmt = fmt
         self._channel = channel
+        self._smoothing = smoothing
         self._header = True
         self.out: TextIO = sys.stdout
 
     def check(self, inputs: list[Input]) -> list[Input]:
+        if self._fmt in ("textgrid", "srt", "vtt") and len(inputs) > 1:
+            raise UsageError(
+                f"a {self._fmt} file holds one input, not {len(inputs)}: use --output-dir DIR for one file per input"
+            )
         if self._fmt != "audacity":
             return inputs
         hint = "use --output-dir DIR for one label file per file and channel"
@@ -114,7 +136,7 @@ class StreamOutput:
                 raise UsageError(f"{item.name} has {len(tracks)} channels; one label track holds one: use --channel or --output-dir")
             text = "".join(tracks.values())
         else:
-            text = render(self._fmt, item.name, result, header=self._header)
+            text = render(self._fmt, item.name, result, header=self._header, smoothing=self._smoothing)
         self.out.write(text)
         self.out.flush()
         self._header = False
@@ -142,10 +164,11 @@ class DirectoryOutput:
     exists (written last).
     """
 
-    def __init__(self, root: Path, fmt: str, channel: int | None) -> None:
+    def __init__(self, root: Path, fmt: str, channel: int | None, smoothing: Smoothing | None = None) -> None:
         self._root = root
         self._fmt = fmt
         self._channel = channel
+        self._smoothing = smoothing
 
     def target(self, item: Input) -> Path:
         return self._root / item.relative.with_suffix(FORMAT_SUFFIXES[self._fmt])
@@ -177,7 +200,7 @@ class DirectoryOutput:
 
     def write(self, item: Input, result: AnalysisResult) -> None:
         if self._fmt != "audacity":
-            write_atomically(self.target(item), render(self._fmt, item.name, result))
+            write_atomically(self.target(item), render(self._fmt, item.name, result, smoothing=self._smoothing))
             return
         tracks = label_tracks(result)
         if len(tracks) == 1 and self._channel is None:
@@ -259,12 +282,16 @@ async def run_files(args: argparse.Namespace) -> int:
         warn(message)
     if not inputs:
         raise UsageError("no audio files to analyse")
+    from ..segments import Smoothing
+
+    smoothing = Smoothing(min_duration_ms=args.min_duration, min_gap_ms=args.min_gap, pad_ms=args.pad)
     output: StreamOutput | DirectoryOutput
     if args.output_dir:
-        output = DirectoryOutput(Path(args.output_dir), args.format, args.channel)
+        output = DirectoryOutput(Path(args.output_dir), args.format, args.channel, smoothing)
     else:
-        output = StreamOutput(args.format, args.channel)
+        output = StreamOutput(args.format, args.channel, smoothing)
     inputs = output.check(inputs)
+    plots = plot_targets(Path(args.plot), inputs) if args.plot else {}
 
     from ..engine import Deeptone, check_output_period
     from ..gate import check_volume_threshold
@@ -285,6 +312,8 @@ async def run_files(args: argparse.Namespace) -> int:
             try:
                 result, note = await _analyse(engine, item, models, args, f"[{index}/{len(inputs)}] {item.path.name}")
                 output.write(item, result)
+                if plots:
+                    await _plot(result, item, plots[item.path])
             except (BrokenPipeError, UsageError):
                 raise
             except Exception as exc:  # one bad file is reported and the others go on
@@ -315,7 +344,7 @@ async def _analyse(
             output_period=args.output_period,
             channel=args.channel,
             include_summary=args.summary,
-            include_transitions=args.transitions or args.format == "audacity",
+            include_transitions=args.transitions or args.format in ("audacity", *SEGMENT_FORMATS) or bool(args.plot),
             include_raw_values=args.raw,
             volume_threshold=args.volume_threshold,
             progress=progress,
@@ -323,3 +352,48 @@ async def _analyse(
     finally:
         progress.close()
     return result, expected.check(progress.frames) if expected else None
+
+
+def plot_targets(plot: Path, inputs: list[Input]) -> dict[Path, Path]:
+    """``--plot`` file per input: ``plot`` itself for one input; for several, the input's
+    relative path (without its extension, ``/`` as ``.``) inserted before the extension.
+
+    Raises:
+        UsageError: an extension that is not drawn, or two inputs with one plot path.
+    """
+    if plot.suffix.lower() not in (".png", ".svg", ".pdf", ".html"):
+        raise UsageError(f"--plot {plot}: use a .png, .svg, .pdf or .html file")
+    if len(inputs) == 1:
+        return {inputs[0].path: plot}
+    out: dict[Path, Path] = {}
+    seen: dict[Path, Input] = {}
+    for item in inputs:
+        middle = ".".join(item.relative.with_suffix("").parts)
+        target = plot.with_name(f"{plot.stem}.{middle}{plot.suffix}")
+        if target in seen:
+            raise UsageError(f"{seen[target].name} and {item.name} would both be drawn into {target}")
+        seen[target] = item
+        out[item.path] = target
+    return out
+
+
+async def _plot(result: AnalysisResult, item: Input, target: Path) -> None:
+    """Draw ``result`` into ``target`` in a worker thread (matplotlib or plotly block),
+    written to a temporary file and renamed like the outputs."""
+    import anyio
+
+    from .. import plot
+
+    audio = None if item.path.suffix.lower() in RAW_SUFFIXES else item.path
+
+    def draw() -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.stem}.{os.getpid()}.part{target.suffix}")
+        try:
+            plot.save(result, tmp, audio=audio, title=f"{item.name}")
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    await anyio.to_thread.run_sync(draw)

@@ -11,15 +11,27 @@ from importlib import resources
 from pathlib import Path
 
 from .._version import __version__
+from ..segments import DEFAULT_SMOOTHING
 from ..spec import ModelSpec
 
-__all__ = ["DEFAULT_VOLUME_THRESHOLD", "FORMAT_SUFFIXES", "build_parser", "bundled_models", "model_names"]
+__all__ = ["DEFAULT_VOLUME_THRESHOLD", "FORMAT_SUFFIXES", "SEGMENT_FORMATS", "build_parser", "bundled_models", "model_names"]
 
 #: The engine's default (``deeptone_async.engine.DEFAULT_VOLUME_THRESHOLD``, which a test
 #: keeps equal), repeated here so that ``--help`` does not import the engine.
 DEFAULT_VOLUME_THRESHOLD = 0.005
 #: ``file --format`` -> the extension of its files under ``--output-dir``.
-FORMAT_SUFFIXES = {"json": ".json", "jsonl": ".jsonl", "csv": ".csv", "audacity": ".txt"}
+FORMAT_SUFFIXES = {
+    "json": ".json",
+    "jsonl": ".jsonl",
+    "csv": ".csv",
+    "audacity": ".txt",
+    "rttm": ".rttm",
+    "textgrid": ".TextGrid",
+    "srt": ".srt",
+    "vtt": ".vtt",
+}
+#: Formats of smoothed segments (``deeptone_async.exports``), rather than raw results.
+SEGMENT_FORMATS = ("rttm", "textgrid", "srt", "vtt")
 
 
 def bundled_models() -> list[ModelSpec]:
@@ -75,6 +87,20 @@ Formats (the same for one file or many; every record names its file):
   audacity  an Audacity label track (the transitions); one track holds one stream only, so
             several files or channels need --output-dir (name.txt, or name.ch0.txt, ...)
 
+Segment formats: each model's labels smoothed into segments (short blips dropped, gaps
+shorter than --min-gap bridged, --pad added; no_speech, silence and unknown make none),
+written by pyannote.core, praatio and webvtt-py (pip install 'deeptone-async[exports]'):
+  rttm      RTTM SPEAKER lines, the label as name (model:label with several models); any
+            number of files to one output (the file id is the file's stem)
+  textgrid  a Praat TextGrid, one interval tier per model (and channel)
+  srt, vtt  subtitles for a player, one cue per segment
+TextGrid, SRT and WebVTT hold one file each: several files need --output-dir.
+
+--plot FILE draws each file's timeline (loudness, a band per model, the confidence):
+.png, .svg or .pdf with matplotlib (deeptone-async[plot]), .html with plotly
+(deeptone-async[html]); with several files FILE's name gets each file's: plot.png ->
+plot.talk.png, plot.sub.other.png.
+
 With --output-dir each input gets its own file there, at its path relative to the directory
 it was found in (its name for a file given directly) with the format's extension. Outputs
 are written to a temporary file and renamed, so an interrupted run leaves no partial
@@ -129,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--skip-existing", action="store_true", help="with --output-dir: skip inputs whose output exists")
     f.add_argument("--channel", type=int, metavar="N", help="analyse only channel N (0-based; default: every channel)")
     f.add_argument("--progress", choices=["auto", "always", "never"], default="auto", help="progress bar on stderr (auto: on a terminal)")
+    f.add_argument("--plot", metavar="FILE", help="draw the timeline into FILE (.png, .svg, .pdf or .html)")
+    seg = f.add_argument_group("segments (rttm, textgrid, srt, vtt)")
+    seg.add_argument("--min-duration", type=int, default=DEFAULT_SMOOTHING.min_duration_ms, metavar="MS",
+                     help="drop segments shorter than this")
+    seg.add_argument("--min-gap", type=int, default=DEFAULT_SMOOTHING.min_gap_ms, metavar="MS",
+                     help="bridge gaps shorter than this")
+    seg.add_argument("--pad", type=int, default=DEFAULT_SMOOTHING.pad_ms, metavar="MS", help="pad each segment by this")
 
     m = command("mic", "print live results from the microphone", "deeptone-async mic --device 2 -m vad --output-period 512")
     common(m)
