@@ -16,6 +16,7 @@ from pathlib import Path
 from .affect import BLOCKS, CHANNELS, MODELS, POOL
 from .affect_pretrain import splits_of
 from .data import REPO
+from .robustness_card import robustness_section
 
 TARGET = {"arousal": 0.75, "emotions": 0.70}
 CROSS = (("cross_ravdess_to_emodb", "ravdess", "emodb"), ("cross_emodb_to_ravdess", "emodb", "ravdess"))
@@ -451,6 +452,7 @@ def write_card(model: str, folder: Path | None = None) -> Path:
         add(_confusion(a["clips"], labels) + "\n")
     if info.get("level"):
         add(RECIPE_NOTE[model] + "\n")
+    add(robustness_section(model))
     add("## Known weaknesses\n")
     cx = [(src, dst, _load(folder, f"eval_{name}.json")) for name, src, dst in CROSS]
     cx = [(src, dst, d["metrics"]["all"]["clips"]["balanced_accuracy"]) for src, dst, d in cx if d]

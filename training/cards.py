@@ -1,10 +1,13 @@
 """Write ``card.md`` for a model from ``training/card_templates/<model>.md`` and its
-``spec.json``, ``train_info.json`` and ``eval.json``.
+``spec.json``, ``train_info.json`` and ``eval.json``, plus the robustness table from
+``training/robustness/<model>/robustness.json`` (:mod:`training.robustness_card`).
 
     python -m training.cards --model speech
+    python -m training.cards --model vad       # the Vad card: its text + the robustness table
 
-Every number in a card is read from those files (written by :mod:`training.train` and
-:mod:`training.evaluate`), so a card cannot quote a figure the scripts did not produce.
+Every number in a card is read from those files (written by :mod:`training.train`,
+:mod:`training.evaluate` and :mod:`training.robustness`), so a card cannot quote a figure the
+scripts did not produce.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 from .data import data_root, read_manifest
 from .evaluate import MODELS_DIR
+from .robustness_card import robustness_section
 
 TARGET_SMO = {"accuracy": 0.95, "macro_f1": 0.93}
 TARGET_GENDER = {"clips": 0.97, "segments_1s": 0.95}
@@ -185,9 +189,15 @@ def runs_text(info: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True, choices=["speech", "speech_rt", "gender"])
+    ap.add_argument("--model", required=True, choices=["vad", "speech", "speech_rt", "gender"])
     a = ap.parse_args()
     folder = MODELS_DIR / a.model
+    if a.model == "vad":  # not trained here: a fixed text and the robustness table
+        text = (Path(__file__).parent / "card_templates" / "vad.md").read_text()
+        text = text.replace("{{robustness}}", robustness_section("vad"))
+        (folder / "card.md").write_text(text)
+        print(text)
+        return
     spec = json.loads((folder / "spec.json").read_text())
     info = json.loads((folder / "train_info.json").read_text())
     ev = json.loads((folder / "eval.json").read_text())
@@ -214,6 +224,7 @@ def main() -> None:
         "threshold": str(spec.get("unknown_threshold")),
         "eval_command": ev["command"],
         "licences": licence_table(info["corpora"], a.model == "gender"),
+        "robustness": robustness_section(a.model),
     }
     missed: list[str] = []
     if a.model == "gender":
