@@ -53,16 +53,16 @@ DATA = Path(os.environ.get("DEEPTONE_DATA", REPO.parent / "shared" / "data"))
 #: (name, smoothing, volume_threshold); the first row is the raw transitions, unsmoothed.
 SETTINGS: list[tuple[str, Smoothing, float]] = [
     ("raw transitions", Smoothing(min_duration_ms=0, min_gap_ms=0, pad_ms=0), 0.005),
-    ("250/100/30 (default)", Smoothing(min_duration_ms=250, min_gap_ms=100, pad_ms=30), 0.005),
-    ("250/100/30, no volume gate", Smoothing(min_duration_ms=250, min_gap_ms=100, pad_ms=30), 0.0),
+    ("250/100/30 (silero-vad's own)", Smoothing(min_duration_ms=250, min_gap_ms=100, pad_ms=30), 0.005),
     ("250/100/0", Smoothing(min_duration_ms=250, min_gap_ms=100, pad_ms=0), 0.005),
     ("250/100/64", Smoothing(min_duration_ms=250, min_gap_ms=100, pad_ms=64), 0.005),
-    ("250/200/30", Smoothing(min_duration_ms=250, min_gap_ms=200, pad_ms=30), 0.005),
-    ("250/300/30", Smoothing(min_duration_ms=250, min_gap_ms=300, pad_ms=30), 0.005),
     ("128/100/30", Smoothing(min_duration_ms=128, min_gap_ms=100, pad_ms=30), 0.005),
-    ("250/200/30, no volume gate", Smoothing(min_duration_ms=250, min_gap_ms=200, pad_ms=30), 0.0),
-    ("250/100/64, no volume gate", Smoothing(min_duration_ms=250, min_gap_ms=100, pad_ms=64), 0.0),
-    ("250/200/64, no volume gate", Smoothing(min_duration_ms=250, min_gap_ms=200, pad_ms=64), 0.0),
+    ("250/200/30 (the default)", Smoothing(min_duration_ms=250, min_gap_ms=200, pad_ms=30), 0.005),
+    ("250/200/64", Smoothing(min_duration_ms=250, min_gap_ms=200, pad_ms=64), 0.005),
+    ("250/300/30", Smoothing(min_duration_ms=250, min_gap_ms=300, pad_ms=30), 0.005),
+    ("250/100/30, volume_threshold=0", Smoothing(min_duration_ms=250, min_gap_ms=100, pad_ms=30), 0.0),
+    ("250/200/30, volume_threshold=0", Smoothing(min_duration_ms=250, min_gap_ms=200, pad_ms=30), 0.0),
+    ("250/200/64, volume_threshold=0", Smoothing(min_duration_ms=250, min_gap_ms=200, pad_ms=64), 0.0),
 ]
 
 ESPEAK = [

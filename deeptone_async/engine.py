@@ -205,7 +205,7 @@ class Deeptone:
                 gaps bridged, padding): a :class:`~deeptone_async.segments.Smoothing` or
                 ``True`` (the defaults) for every model, or ``{"vad": Smoothing(...)}``.
                 Causal; each result is delayed until its smoothed label is final, at most
-                ``pad_ms + min_duration_ms + min_gap_ms`` (380 ms with the defaults),
+                ``pad_ms + min_duration_ms + min_gap_ms`` (480 ms with the defaults),
                 rounded up to the output period (:func:`deeptone_async.events.smooth`).
 
         Returns:

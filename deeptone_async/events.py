@@ -20,7 +20,7 @@ Everything is causal: nothing waits for audio beyond what the rules need. Added 
 at most (rounded up to the stream's output period): an onset is reported
 ``min_duration_ms`` after it starts, an end ``min_gap_ms`` after it; :func:`smooth` holds
 a result until its smoothed label is final, at most ``pad_ms + min_duration_ms +
-min_gap_ms`` (with the defaults 380 ms; 0 ms while a segment is open and the model keeps
+min_gap_ms`` (with the defaults 480 ms; 0 ms while a segment is open and the model keeps
 hearing speech). A stage applies backpressure: it pulls the next result only when its
 consumer asks for the next item, and holds at most that many ms of results.
 """

@@ -106,9 +106,12 @@ def to_annotation(segs: Iterable[Segment], uri: str | None = None) -> Annotation
     Raises:
         ImportError: pyannote.core is not installed.
     """
-    core = _need("pyannote.core", "pyannote.core")
     items = list(segs)
-    several = _several_models(items)
+    return _annotation(items, uri, _several_models(items))
+
+
+def _annotation(items: Sequence[Segment], uri: str | None, several: bool) -> Annotation:
+    core = _need("pyannote.core", "pyannote.core")
     annotation = core.Annotation(uri=uri)
     for k, seg in enumerate(items):
         annotation[core.Segment(seg.start, seg.end), k] = _name(seg, several)
@@ -137,10 +140,11 @@ def rttm(segs: Iterable[Segment], file_id: str = "audio") -> str:
     by_channel: dict[str, list[Segment]] = {}
     for seg in items:
         by_channel.setdefault(seg.channel, []).append(seg)
+    several = _several_models(items)
     buf = io.StringIO()
     for ch, group in by_channel.items():
         uri = base if len(by_channel) == 1 else f"{base}_ch{ch}"
-        to_annotation(group, uri).write_rttm(buf)
+        _annotation(group, uri, several).write_rttm(buf)
     return buf.getvalue()
 
 

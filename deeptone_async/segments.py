@@ -14,9 +14,12 @@ does for speech:
 A segment's label is the wanted label covering most of it (with one label, that label);
 its confidence is the model's mean confidence over the frames with a wanted label.
 
-The defaults (:data:`DEFAULT_SMOOTHING`) were chosen to give speech segments comparable to
-silero-vad's ``get_speech_timestamps`` with its defaults on the same audio; the agreement
-is measured by ``benchmarks/bench_segments.py`` (``benchmarks/RESULTS.md``).
+The defaults (:data:`DEFAULT_SMOOTHING`: 250, 200 and 30 ms) were chosen to give speech
+segments comparable to silero-vad's ``get_speech_timestamps`` with its defaults on the same
+audio; the agreement is measured by ``benchmarks/bench_segments.py``
+(``benchmarks/RESULTS.md``). The engine's volume gate (``volume_threshold``, default 0.005)
+marks quiet frames ``silence`` before any model, which splits speech that silero-vad keeps
+whole; ``volume_threshold=0`` agrees more closely still.
 
 The same rules run causally on streams: :class:`SegmentTracker` is the state machine behind
 both :func:`segments` and the stream stages of :mod:`deeptone_async.events`, so a stream
@@ -74,7 +77,7 @@ class Smoothing:
 
     labels: tuple[str, ...] | None = None
     min_duration_ms: int = 250
-    min_gap_ms: int = 100
+    min_gap_ms: int = 200
     pad_ms: int = 30
 
     def __post_init__(self) -> None:
@@ -94,8 +97,10 @@ class Smoothing:
         return label not in INACTIVE_LABELS if self.labels is None else label in self.labels
 
 
-#: silero-vad's ``get_speech_timestamps`` defaults: 250 ms, 100 ms, 30 ms (measured against
-#: it in ``benchmarks/RESULTS.md``).
+#: 250 ms minimum duration, 200 ms minimum gap, 30 ms padding: silero-vad's defaults but for
+#: the gap (its 100 ms), which our 64 ms frames, decided at 0.5 without silero's 0.35
+#: hysteresis, need twice as long to give as many segments as silero-vad does
+#: (``benchmarks/RESULTS.md``, "Segments").
 DEFAULT_SMOOTHING = Smoothing()
 
 

@@ -364,3 +364,58 @@ def test_demo_fits_a_100_column_terminal(capsys: pytest.CaptureFixture[str]) -> 
     summary = lines[lines.index("Summary: each label's letter and share of the time") + 1 :]
     vad = next(line for line in summary if line.startswith("vad "))
     assert "s speech " in vad and ". silence " in vad and "%" in vad
+
+
+# -- segment formats and plots (issue 18) -------------------------------------------------------
+
+
+def test_segment_formats_write_files_that_parse_back(capsys: pytest.CaptureFixture[str], speech_wav: Path, tmp_path: Path) -> None:
+    import webvtt
+    from praatio import textgrid
+
+    from deeptone_async.segments import segments
+
+    want = [(s.start_ms / 1000, s.end_ms / 1000) for s in segments(_vad_result(speech_wav))]
+    code, out, _ = run(capsys, "file", str(speech_wav), str(speech_wav), "-m", "vad", "--format", "rttm")
+    lines = [line.split() for line in out.splitlines()]
+    assert code == 0 and len(lines) == 2 * len(want) and {x[1] for x in lines} == {"speech"}
+    assert [(float(x[3]), round(float(x[3]) + float(x[4]), 3)) for x in lines[: len(want)]] == want
+    for fmt in ("textgrid", "srt", "vtt"):
+        code, _, err = run(capsys, "file", str(speech_wav), "-m", "vad", "--format", fmt, "--output-dir", str(tmp_path / fmt))
+        assert code == 0, err
+    suffix = {"textgrid": ".TextGrid", "srt": ".srt", "vtt": ".vtt"}
+    paths = {fmt: tmp_path / fmt / f"speech{suffix[fmt]}" for fmt in suffix}
+    grid = textgrid.openTextgrid(str(paths["textgrid"]), includeEmptyIntervals=False)
+    assert [(e.start, e.end) for e in grid.getTier("vad").entries] == want
+    assert len(list(webvtt.from_srt(str(paths["srt"])))) == len(webvtt.read(str(paths["vtt"])).captions) == len(want)
+
+
+def _vad_result(path: Path) -> Any:
+    import anyio
+
+    return anyio.run(lambda: Deeptone().process_file(path, ["vad"], include_transitions=True))
+
+
+def test_segment_options_change_the_segments(capsys: pytest.CaptureFixture[str], speech_wav: Path) -> None:
+    _, default, _ = run(capsys, "file", str(speech_wav), "-m", "vad", "--format", "rttm")
+    _, bridged, _ = run(capsys, "file", str(speech_wav), "-m", "vad", "--format", "rttm", "--min-gap", "3000", "--pad", "0")
+    assert len(default.splitlines()) == 2 and len(bridged.splitlines()) == 1  # the 1.5 s pause bridged
+
+
+def test_one_file_formats_refuse_several_files_without_output_dir(capsys: pytest.CaptureFixture[str], speech_wav: Path) -> None:
+    code, _, err = run(capsys, "file", str(speech_wav), str(speech_wav), "--format", "textgrid")
+    assert code == 2 and "--output-dir" in err
+
+
+def test_plot_writes_one_picture_per_file(capsys: pytest.CaptureFixture[str], folder: Path, tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    code, _, err = run(capsys, "file", str(folder / "a.wav"), "-m", "vad", "--plot", str(tmp_path / "one.png"), "--output", str(tmp_path / "x.json"))
+    assert code == 0, err
+    image = imread(tmp_path / "one.png")
+    assert image.shape[1] == 1200 and image.shape[0] > 200  # 12 in at 100 dpi
+    code, _, err = run(capsys, "file", str(folder), "-m", "vad", "--plot", str(tmp_path / "p.svg"), "--output", str(tmp_path / "y.json"))
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.glob("p.*.svg")) == ["p.a.svg", "p.stereo.svg", "p.sub.b.svg"]
+    code, _, err = run(capsys, "file", str(folder / "a.wav"), "--plot", str(tmp_path / "p.gif"))
+    assert code == 2 and ".png, .svg" in err

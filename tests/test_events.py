@@ -36,7 +36,7 @@ async def test_events_fire_once_per_onset_and_offset_with_the_latency_of_the_rul
     started, ended = evs
     assert isinstance(started, SpeechStarted) and isinstance(ended, SpeechEnded)
     assert started.detected_ms - started.timestamp_ms == 256  # min_duration_ms, rounded up to 64 ms frames
-    assert ended.detected_ms - ended.timestamp_ms == 128  # min_gap_ms, rounded up
+    assert ended.detected_ms - ended.timestamp_ms == 256  # min_gap_ms (200), rounded up
     assert ended.start_ms == 320 and ended.segment.duration_ms == 1024
     assert ended.to_dict()["event"] == "speech_ended"
 
@@ -83,7 +83,7 @@ async def test_smooth_holds_results_no_longer_than_the_rules_need() -> None:
     delays = []
     async for r in smooth(source(), smoothing=Smoothing()):
         delays.append(seen[-1] - r["timestamp"])
-    assert max(delays) <= 30 + 250 + 100 + 64  # pad + min_duration + min_gap, rounded up to a period
+    assert max(delays) <= 30 + 250 + 200 + 64  # pad + min_duration + min_gap, rounded up to a period
     assert min(delays) == 0  # inside open speech a result is final at once
 
 
