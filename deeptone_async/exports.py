@@ -13,8 +13,9 @@ Each format is written by a maintained library, imported when first used:
 an ``ImportError`` naming that extra. Every function here is synchronous and pure but for
 :func:`write`, which blocks while it writes the file.
 
-Labels: with segments of one model a cue, tier interval or RTTM name is the label
-(``speech``); with several models it is ``model:label`` (``gender:female``).
+Labels: with segments of one model a cue or RTTM name is the label (``speech``); with
+several models it is ``model:label`` (``gender:female``). TextGrid tiers are named by model,
+and Audacity labels are always ``model: label``, as the project's label sink writes them.
 """
 
 from __future__ import annotations

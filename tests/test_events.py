@@ -104,3 +104,13 @@ async def test_label_only_events_on_a_real_stream_match_the_files_segments(engin
     ended = [ev.segment for ev in evs if isinstance(ev, SpeechEnded)]
     assert [(s.start_ms, s.end_ms) for s in ended] == [(s.start_ms, s.end_ms) for s in segments(out)]
     assert [ev.type for ev in evs] == ["speech_started", "speech_ended"] * 2
+
+
+def test_the_blocking_facade_smooths_too(speech_wav: Path) -> None:
+    from deeptone_async.sync import Deeptone as SyncDeeptone
+
+    with SyncDeeptone() as engine:
+        results = list(engine.process_stream(FileSource(speech_wav), ["vad"], output_period=64, smoothing=True))
+        plain = engine.process_file(speech_wav, ["vad"], include_transitions=True)
+    smoothed = segments(results, min_duration_ms=0, min_gap_ms=0, pad_ms=0)
+    assert [(s.start_ms, s.end_ms) for s in smoothed] == [(s.start_ms, s.end_ms) for s in segments(plain, pad_ms=0)]

@@ -96,7 +96,8 @@ written by pyannote.core, praatio and webvtt-py (pip install 'deeptone-async[exp
   srt, vtt  subtitles for a player, one cue per segment
 TextGrid, SRT and WebVTT hold one file each: several files need --output-dir.
 
---plot FILE draws each file's timeline (loudness, a band per model, the confidence):
+--plot FILE draws each file's timeline (loudness, a band per model, the confidence; the
+first channel, or the one --channel picks):
 .png, .svg or .pdf with matplotlib (deeptone-async[plot]), .html with plotly
 (deeptone-async[html]); with several files FILE's name gets each file's: plot.png ->
 plot.talk.png, plot.sub.other.png.
