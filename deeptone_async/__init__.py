@@ -10,9 +10,9 @@ ONNX Runtime, soundfile behind them) when one of them is first used, so that
 ``import deeptone_async`` and the command line's ``--help`` start quickly.
 """
 
-import importlib
 import typing
 
+from ._lazy import lazy_names as _lazy_names
 from ._version import __version__ as __version__
 from .errors import AudioFormatError as AudioFormatError
 from .errors import ChannelKeyError as ChannelKeyError
@@ -71,14 +71,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> typing.Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy_names(__name__, _LAZY, __all__)

@@ -48,9 +48,9 @@ Starlette and uvicorn are imported only when one of the names below is first use
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_names as _lazy_names
 from ._settings import API_KEY_HEADER as API_KEY_HEADER
 from ._settings import ServerSettings as ServerSettings
 
@@ -90,17 +90,4 @@ _LAZY = {
 _EXTRA_MODULES = {"starlette", "uvicorn", "websockets", "multipart", "python_multipart"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:
-        value = getattr(importlib.import_module(module, __name__), name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and exc.name.split(".")[0] in _EXTRA_MODULES:
-            raise ImportError(
-                f"the streaming server needs {exc.name}: pip install 'deeptone-async[server]'"
-            ) from exc
-        raise
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = _lazy_names(__name__, _LAZY, __all__, extra=("server", _EXTRA_MODULES))
