@@ -54,16 +54,17 @@ async def test_bot_reacts_to_speech_on_the_microphone(engine: Deeptone, speech: 
     if not loopback_device():
         pytest.skip("no JACK 'loopback' device (scripts/test.sh starts jackd)")
     talk = speech[: int(2.5 * SR)].astype(np.float32) / 32768
-    audio = np.concatenate([np.zeros(SR // 2, np.float32), talk, np.zeros(3 * SR, np.float32)])
+    # 1.5 s of silence first: on a loaded machine the bot can take a while to open the device
+    audio = np.concatenate([np.zeros(3 * SR // 2, np.float32), talk, np.zeros(3 * SR, np.float32)])
     player = Player(audio)
     async with running_server(engine=engine) as srv:
         cmd = [sys.executable, str(EXAMPLES / "bot_mic.py"), "--url", srv.url, "--device", "loopback"]
-        cmd += ["--seconds", "4.0", "--output-period", "256"]
+        cmd += ["--seconds", "5.5", "--output-period", "256"]
         async with await anyio.open_process(cmd, env=ENV) as bot:
             try:
                 out = await read_until(bot, "listening")
-                player.stream.start()  # the bot is about to open the device; 0.5 s of silence first
-                out += await read_until(bot, "done:", timeout=9)
+                player.stream.start()  # the bot is about to open the device
+                out += await read_until(bot, "done:", timeout=12)
             finally:
                 player.stream.close()
             assert await bot.wait() == 0
