@@ -1,6 +1,7 @@
 """The ``deeptone-async`` command line.
 
 ``deeptone-async file PATH...``   analyse files and directories (json, jsonl, csv or Audacity labels)
+``deeptone-async batch INPUT...``  analyse an archive on every core or a Ray cluster (Parquet, JSONL)
 ``deeptone-async mic``            print live results from the microphone
 ``deeptone-async serve``          WebSocket server with DeepTone's cloud protocol
 ``deeptone-async models``         list the models with their labels, receptive field and card
@@ -41,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ..server import cli as server_cli
 
             return server_cli.run(args)
+        if args.command == "batch":
+            from ._batch import run_batch
+
+            return run_batch(args)
         import anyio
 
         if args.command == "demo":

@@ -108,6 +108,28 @@ are written to a temporary file and renamed, so an interrupted run leaves no par
 output, and --skip-existing resumes it."""
 
 
+_BATCH_DESCRIPTION = """\
+Analyse many files on every core (a process per core, each with its own engine and one
+ONNX thread), or on a Ray cluster with --ray, into a Parquet dataset or one JSONL file.
+
+Inputs: files, directories (searched recursively for audio, as `file` does), glob patterns
+(quote them: 'calls/**/*.wav'), URIs that pyarrow reads (s3://...), and --manifest lists.
+
+Parquet output (a folder; pandas, polars and DuckDB read it as is):
+  OUT/results/      one row per file, channel, period and model: file, channel,
+                    timestamp_ms, model, result, confidence[, raw_<label>...]
+  OUT/summary/      one row per file, channel, model and label: ..., label, fraction
+  OUT/transitions/  with --transitions: file, channel, model, start_ms, end_ms, result, confidence
+  OUT/files/        one row per input: file, status (ok/error), error_type, error, warning,
+                    duration_s, channels, sample_rate, elapsed_s, part, worker
+JSONL output: one line per file, {"file": ..., "channels": {...}} as `file --format json`
+writes it, or {"file": ..., "error": {"type": ..., "message": ...}}.
+
+A file that fails is an error row and the others go on; the exit status is 1 when any
+file in the output failed. Results are committed chunk by chunk: an interrupted run
+resumes with --resume (the same options), skipping the files already in OUT."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``deeptone-async`` parser (imports nothing heavy)."""
     models = ", ".join(spec.key for spec in bundled_models())
@@ -163,6 +185,30 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--min-gap", type=int, default=DEFAULT_SMOOTHING.min_gap_ms, metavar="MS",
                      help="bridge gaps shorter than this")
     seg.add_argument("--pad", type=int, default=DEFAULT_SMOOTHING.pad_ms, metavar="MS", help="pad each segment by this")
+
+    b = command(
+        "batch", "analyse an archive on every core or a Ray cluster into Parquet or JSONL",
+        "deeptone-async batch calls/ 'more/**/*.flac' -m vad,gender --output calls.parquet",
+        _BATCH_DESCRIPTION,
+    )
+    b.add_argument("paths", nargs="*", metavar="INPUT", help="audio files, directories, glob patterns or URIs")
+    b.add_argument("--manifest", action="append", default=[], metavar="FILE",
+                   help="a list of inputs: text, one per line, or CSV with a 'path' column")
+    b.add_argument("--output", "-o", required=True, metavar="OUT", help="a Parquet folder, or a .jsonl file")
+    b.add_argument("--format", choices=["parquet", "jsonl"], default=None,
+                   help="output format (default: jsonl for a .jsonl output, else parquet)")
+    common(b)
+    b.add_argument("--summary", action="store_true", help="JSONL: include label fractions (Parquet always has them)")
+    b.add_argument("--transitions", action="store_true", help="include label segments")
+    b.add_argument("--channel", type=int, metavar="N", help="analyse only channel N (0-based; default: every channel)")
+    b.add_argument("--no-chunking", action="store_true", help="decode each file whole (memory grows with it)")
+    b.add_argument("--workers", "-j", type=int, default=None, metavar="N",
+                   help="worker processes (default: every core; with --ray: the cluster's CPUs)")
+    b.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on Ray Data: alone, a local cluster; 'auto' or an address joins one (deeptone-async[ray])")
+    b.add_argument("--resume", action="store_true", help="go on with an interrupted run: skip files already in OUT")
+    b.add_argument("--progress", choices=["auto", "always", "never"], default="auto",
+                   help="progress bar on stderr (auto: on a terminal)")
 
     m = command("mic", "print live results from the microphone", "deeptone-async mic --device 2 -m vad --output-period 512")
     common(m)

@@ -1,0 +1,72 @@
+"""deeptone_async.batch on a real local Ray cluster (``ray.init(num_cpus=2)``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import SR, noise, tone
+from test_batch import await_file, rebuild
+
+from deeptone_async import Deeptone, batch
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+pq = pytest.importorskip("pyarrow.parquet")
+
+pytestmark = [
+    pytest.mark.timeout(300),
+    # Ray's own deprecations (its DataContext reads deprecated settings of its own)
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray"),
+]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def archive(speech: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 short files (1-3 s of speech, tones or noise) and one that is not audio."""
+    root = tmp_path_factory.mktemp("ray") / "in"
+    root.mkdir()
+    for i in range(30):
+        n = int((1 + (i % 5) * 0.5) * SR)
+        x = [np.resize(speech[i * SR // 3 :], n), tone(n / SR, 150 + 40 * i, 0.2), noise(n / SR, 0.05, seed=i)][i % 3]
+        sf.write(root / f"r{i:02d}.wav", x, SR, subtype="PCM_16")
+    (root / "r99.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt nonsense")
+    return root
+
+
+def test_ray_results_equal_process_file_with_an_error_row_and_resume(
+    cluster: None, archive: Path, engine: Deeptone, tmp_path: Path
+) -> None:
+    options = batch.BatchOptions(models=("vad", "speech"), include_raw_values=True)
+    out = tmp_path / "out"
+    report = batch.analyse([archive], out, options=options, ray=True)
+    assert (report.analysed, report.failed) == (30, 1)
+    assert report.failures[0].file == str(archive / "r99.wav") and report.failures[0].error_type == "DecodeError"
+    files = pq.read_table(out / "files").to_pylist()
+    assert len({r["worker"] for r in files}) == 2  # two actors, each with its own engine
+    got = rebuild(out)
+    assert sorted(got) == sorted(str(p) for p in archive.glob("r[0-8]*.wav"))
+    for name in sorted(got)[::3]:
+        want = await_file(engine, name, options)
+        assert got[name] == {c: e["time_series"] for c, e in want["channels"].items()}
+
+    # interrupted: two chunks' parts written, their files never committed
+    rows = pq.read_table(out / "results").num_rows
+    for part in sorted((out / "files").glob("part-*.parquet"))[:2]:
+        part.unlink()
+    again = batch.analyse([archive], out, options=options, ray=True, resume=True)
+    assert again.analysed + again.failed + again.skipped == 31 and again.analysed > 0
+    assert pq.read_table(out / "results").num_rows == rows
+    assert rebuild(out) == got
