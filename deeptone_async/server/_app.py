@@ -16,6 +16,7 @@ from .._version import __version__
 from ..engine import Deeptone
 from ._batching import BatchScheduler
 from ._http import analyse_upload, error_response
+from ._page import page_routes
 from ._settings import API_KEY_HEADER, ServerSettings
 from ._stream import ConnectionSlots, serve_stream
 
@@ -104,7 +105,7 @@ def create_app(engine: Deeptone | None = None, *, settings: ServerSettings | Non
     """The streaming server as an ASGI app, ready to run or to mount in another app.
 
     Routes: ``GET /stream`` (WebSocket, DeepTone's cloud protocol), ``GET /health``,
-    ``POST /analyse`` (also ``/process_file``). Serve it with uvicorn
+    ``POST /analyse`` (also ``/process_file``), ``GET /`` (the live page, ``_page.py``). Serve it with uvicorn
     (:func:`~deeptone_async.server.serve`, ``deeptone-async serve``) or any ASGI server;
     its lifespan runs the batch scheduler. ``app.state.deeptone`` is the
     :class:`StreamServer`.
@@ -121,6 +122,7 @@ def create_app(engine: Deeptone | None = None, *, settings: ServerSettings | Non
             Route("/health", server.health, methods=["GET"]),
             Route("/analyse", server.analyse, methods=["POST"]),
             Route("/process_file", server.analyse, methods=["POST"]),
+            *page_routes(),  # GET / (the live page) and /static/{name}
         ],
         lifespan=server.lifespan,
     )
