@@ -153,24 +153,28 @@ def _shot(driver: Any, name: str) -> None:
         driver.save_screenshot(str(Path(where) / name))
 
 
-def _open_page(driver: Any, url: str) -> None:
+def _open_page(driver: Any, url: str, query: str = "") -> None:
     from selenium.webdriver.common.by import By
 
-    driver.get(url + "/")
+    driver.get(url + "/" + query)
     _wait(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true", 20, "the model list")
 
 
-def test_microphone_shows_speech_and_gender_live(server_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("query", ["", "?native_rate"], ids=["browser-resamples", "worklet-resamples"])
+def test_microphone_shows_speech_and_gender_live(server_url: str, tmp_path: Path, query: str) -> None:
     from selenium.webdriver.common.by import By
 
     wav = _speech(tmp_path / "female.wav", "en+f3")
     driver = _browser(wav, tmp_path / "profile")
     try:
-        _open_page(driver, server_url)
+        _open_page(driver, server_url, query)
         # vad and gender are chosen by default; add speech for a third row
         driver.find_element(By.ID, "model-speech").click()
         driver.find_element(By.ID, "mic").click()
         _wait(driver, lambda d: "listening" in d.find_element(By.ID, "status").text, 20, "the microphone stream")
+        status = driver.find_element(By.ID, "status").text
+        # the AudioContext runs at 16 kHz, or at the device's rate with the worklet resampling
+        assert status.startswith("listening (16000 Hz") == (query == ""), status
 
         # sample what the page shows every 100 ms while the (looping) speech file plays
         seen: Counter[tuple[str, str, str]] = Counter()
@@ -199,7 +203,8 @@ def test_microphone_shows_speech_and_gender_live(server_url: str, tmp_path: Path
         rows = driver.execute_script("return [...document.querySelectorAll('#current tr')].map(r => r.dataset.model)")
         assert sorted(rows) == ["gender", "speech", "vad"]
         assert driver.execute_script("return document.getElementById('live').height") > 0
-        _shot(driver, "page_live.png")
+        if not query:
+            _shot(driver, "page_live.png")
 
         driver.find_element(By.ID, "stop").click()
         _wait(driver, lambda d: d.find_element(By.ID, "status").text == "stopped", 10, "the stream's normal close")
