@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ import uvicorn
 
 from ..engine import Deeptone
 from ._app import StreamServer, create_app
+from ._drain import Drain
 from ._guard import guarded_h11
 from ._settings import ServerSettings
 
@@ -84,7 +86,29 @@ def uvicorn_config(app: Any, *, host: str = "127.0.0.1", port: int = 8765, log_l
 
 class _Server(uvicorn.Server):
     """uvicorn's server, its listening sockets' queues raised to :data:`LISTEN_QUEUE` once
-    it serves (``listen()`` on a listening socket only changes its queue: Linux, BSD)."""
+    it serves (``listen()`` on a listening socket only changes its queue: Linux, BSD).
+
+    With a :class:`~deeptone_async.server._drain.Drain`, SIGTERM starts draining instead of
+    stopping at once; the server stops when the drain is done (no stream open, or its
+    timeout), closing what is left with 1012. A second SIGTERM, or SIGINT, stops it now.
+    """
+
+    def __init__(self, config: uvicorn.Config, drain: Drain | None = None) -> None:
+        super().__init__(config)
+        self.drain = drain
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        drain = self.drain
+        if sig == signal.SIGTERM and drain is not None and not drain.draining and not self.should_exit:
+            getattr(self, "_captured_signals", []).append(sig)  # re-raised after shutdown, as uvicorn does
+            drain.start()
+            return
+        super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.drain is not None and self.drain.done():
+            self.should_exit = True
+        return await super().on_tick(counter)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -94,9 +118,23 @@ class _Server(uvicorn.Server):
                     sock.listen(LISTEN_QUEUE)
 
 
-def serve(app: Any, *, host: str = "127.0.0.1", port: int = 8765, log_level: str = "info") -> None:
-    """Run ``app`` with uvicorn until SIGINT/SIGTERM. Blocks the calling thread."""
-    _Server(uvicorn_config(app, host=host, port=port, log_level=log_level)).run()
+def serve(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    log_level: str = "info",
+    drain: Drain | None = None,
+    sockets: list[socket.socket] | None = None,
+) -> None:
+    """Run ``app`` with uvicorn until SIGINT/SIGTERM. Blocks the calling thread.
+
+    Args:
+        drain: drain on SIGTERM (:mod:`._drain`) rather than stop at once.
+        sockets: serve on these listening sockets (a supervisor's, shared by its worker
+            processes) instead of binding ``host:port``.
+    """
+    _Server(uvicorn_config(app, host=host, port=port, log_level=log_level), drain).run(sockets=sockets)
 
 
 @dataclass(frozen=True)

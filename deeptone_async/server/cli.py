@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 from types import FrameType
+from typing import Any
 
 from ._settings import ServerSettings
 
@@ -80,6 +81,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--inference-workers", type=int, default=d.inference_workers, help="inference batches running at once"
     )
     parser.add_argument(
+        "--workers", "-w", type=int, default=1,
+        help="server processes on the port, each with its own engine (0: one per core)",
+    )
+    parser.add_argument(
+        "--drain-timeout", type=float, default=30.0, metavar="S",
+        help="on SIGTERM, seconds open streams may go on before they are closed (1012)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="uvicorn log level"
     )
 
@@ -119,28 +128,75 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def configure_logging(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; returns the exit status.
+
+    With ``--workers N`` (N > 1, or 0 for one per core) a supervisor runs N server
+    processes on the port (:mod:`._workers`). On SIGTERM each drains: ``/health`` says
+    ``draining`` (503), new streams are refused with 1012, open ones get up to
+    ``--drain-timeout`` seconds to end. ``GET /metrics`` is served when prometheus-client
+    is installed (the ``metrics`` extra).
 
     Raises:
         ImportError: the ``server`` extra is not installed (the message says so).
         ParameterError: a bad limit.
+        OSError: the address cannot be bound.
     """
     settings = settings_from_args(args)
-    from . import create_app, serve  # heavy imports (starlette, uvicorn) only now
+    from . import create_app  # noqa: F401 - heavy imports (starlette, uvicorn): fail early without the extra
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
+    configure_logging(args)
     if not _is_loopback(args.host) and settings.api_key is None:
         log.warning("serving on %s without an API key: anyone who can reach it can use it", args.host)
+    workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
+    each = f" ({workers} worker processes)" if workers > 1 else ""
+    print(f"deeptone-async: serving ws://{args.host}:{args.port}/stream{each} (Ctrl-C stops)", flush=True)
+    if workers > 1:
+        from ._workers import supervise
+
+        return supervise(args, workers)
+    return serve_process(args)
+
+
+def build_app(settings: ServerSettings, drain_timeout: float) -> tuple[Any, Any]:
+    """The served app (the streaming app, draining, and ``/metrics`` when prometheus-client
+    is installed) and its :class:`~deeptone_async.server._drain.Drain`. Blocks while the
+    engine loads."""
     from ..engine import Deeptone
+    from . import create_app
+    from ._drain import Drain, DrainingApp
 
     app = create_app(Deeptone(), settings=settings)
-    print(f"deeptone-async: serving ws://{args.host}:{args.port}/stream (Ctrl-C stops)", flush=True)
+    server = app.state.deeptone
+    metrics = None
+    try:
+        from ._metrics import MetricsApp, ServerMetrics
+
+        metrics = ServerMetrics()
+    except ImportError:
+        log.info("no GET /metrics: pip install 'deeptone-async[metrics]' for it")
+    drain = Drain(drain_timeout, active=lambda: int(server.slots.active),
+                  on_start=(lambda: metrics.draining.set(1)) if metrics is not None else None)
+    served: Any = DrainingApp(app, drain)
+    if metrics is not None:
+        served = MetricsApp(served, metrics)
+    return served, drain
+
+
+def serve_process(args: argparse.Namespace, sockets: list[Any] | None = None) -> int:
+    """One server process: build the app and serve it until stopped; returns 0."""
+    from . import serve
+
+    app, drain = build_app(settings_from_args(args), args.drain_timeout)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again; a
     # graceful stop is a success here, so both end in exit status 0.
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
-        serve(app, host=args.host, port=args.port, log_level=args.log_level)
+        serve(app, host=args.host, port=args.port, log_level=args.log_level, drain=drain, sockets=sockets)
     except (KeyboardInterrupt, _Stopped):
         pass
     finally:
