@@ -150,6 +150,21 @@ async def test_analytics_adds_results_and_events_to_the_pipeline(engine: Deepton
     assert any(e.label == "female" for e in genders) and not any(e.label == "male" for e in genders), genders
 
 
+async def test_analytics_drops_and_counts_audio_it_cannot_queue(engine: Deeptone, utterance: tuple) -> None:
+    audio, _, _ = utterance
+    # a 5 s frame arrives at once into a queue of 128 ms: the bot's audio is not held up,
+    # the analysis gets what fits and the rest is counted as dropped
+    analytics = DeeptoneAnalytics(engine, models=["vad"], output_period=64, max_queue_s=0.128)
+    frame = InputAudioRawFrame(audio=audio[: 5 * SR].tobytes(), sample_rate=SR, num_channels=1)
+    down, _ = await run_test(analytics, frames_to_send=[frame])
+    assert [f for f in down if isinstance(f, InputAudioRawFrame)] == [frame]
+    results = [f.result for f in down if isinstance(f, DeeptoneResultFrame)]
+    # 2 x 64 ms in the queue, one more when the analysis was already waiting for audio, and
+    # the last 128 samples at EndFrame when the queue had room again
+    assert 2 <= len(results) <= 4
+    assert 5 * SR - len(results) * 1024 <= analytics.dropped_samples <= 5 * SR - 2 * 1024
+
+
 def test_unknown_model_fails_at_construction(engine: Deeptone) -> None:
     with pytest.raises(UnknownModelError):
         DeeptoneAnalytics(engine, models=["vad", "accent"])

@@ -54,6 +54,24 @@ async def test_page_is_served_from_the_package(engine: Deeptone) -> None:
             assert (await client.get(bad)).status_code == 404, bad
 
 
+
+async def test_page_works_when_the_app_is_mounted(engine: Deeptone) -> None:
+    """Its URLs are relative: under a prefix, the page finds its script, /health and /stream there."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from deeptone_async.server import create_app
+
+    inner = create_app(engine)
+    app = Starlette(routes=[Mount("/voice", inner)], lifespan=inner.state.deeptone.lifespan)
+    async with running_server(app) as srv, httpx.AsyncClient(base_url=srv.url) as client:
+        page = await client.get("/voice/")
+        assert page.status_code == 200 and 'src="static/app.js"' in page.text
+        assert (await client.get("/voice/static/app.js")).status_code == 200
+        assert (await client.get("/voice/health")).json()["status"] == "ok"
+        app_js = (await client.get("/voice/static/app.js")).text
+        assert 'new URL("stream", BASE)' in app_js and 'new URL("analyse", BASE)' in app_js
+
 # ------------------------------------------------------------------ the real browser
 
 

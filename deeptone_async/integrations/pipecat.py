@@ -229,7 +229,10 @@ class DeeptoneAnalytics(FrameProcessor):
         self._min_label_ms = min_label_ms
         self._raw = include_raw_values
         self._volume_threshold = volume_threshold
-        self._queue_chunks = max(4, int(max_queue_s * 50))  # pipecat sends 10-20 ms chunks
+        # the audio goes to the analysis in whole 64 ms frames (the framer waits for them
+        # anyway), so the queue's capacity in frames bounds it in seconds
+        self._queue_frames = max(2, math.ceil(max_queue_s * _RATE / _FRAME))
+        self._held = np.zeros(0, np.float32)
         self._send: MemoryObjectSendStream[np.ndarray[Any, Any]] | None = None
         self._task: Any = None
         self._resampler: Resampler | None = None
@@ -257,7 +260,7 @@ class DeeptoneAnalytics(FrameProcessor):
     def _start(self) -> None:
         if self._task is not None:
             return
-        send, receive = anyio.create_memory_object_stream[np.ndarray[Any, Any]](self._queue_chunks)
+        send, receive = anyio.create_memory_object_stream[np.ndarray[Any, Any]](self._queue_frames)
         self._send = send
         self._task = self.create_task(self._analyse(receive), "deeptone_analysis")
 
@@ -272,7 +275,14 @@ class DeeptoneAnalytics(FrameProcessor):
             self._resampler = None if self._rate == _RATE else Resampler(self._rate, _RATE)
         if self._resampler is not None:
             audio = self._resampler.push(audio)
-        if not len(audio):
+        held = np.concatenate([self._held, audio])
+        n = len(held) // _FRAME * _FRAME
+        self._held = held[n:]
+        for i in range(0, n, _FRAME):
+            self._send_nowait(held[i : i + _FRAME])
+
+    def _send_nowait(self, audio: np.ndarray[Any, Any]) -> None:
+        if self._send is None:
             return
         try:
             self._send.send_nowait(audio)
@@ -284,6 +294,11 @@ class DeeptoneAnalytics(FrameProcessor):
     async def _finish(self) -> None:
         """End of the audio: let the analysis push its last results and events."""
         if self._send is not None:
+            if self._resampler is not None:
+                self._held = np.concatenate([self._held, self._resampler.push(np.zeros(0, np.float32), last=True)])
+            if len(self._held):
+                self._send_nowait(self._held)
+                self._held = np.zeros(0, np.float32)
             await self._send.aclose()
             self._send = None
         if self._task is not None:
