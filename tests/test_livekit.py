@@ -101,6 +101,14 @@ async def test_start_and_end_of_speech_with_the_speech_audio(engine: Deeptone, u
     assert metrics and sum(m.inference_count for m in metrics) >= len(inferences) - 16
 
 
+async def test_long_speech_keeps_only_the_buffered_audio(engine: Deeptone, utterance: tuple) -> None:
+    audio, start, end = utterance
+    events = await _events(DeeptoneVAD(engine, max_buffered_speech_s=1.0), _room_frames(audio))
+    ended = next(e for e in events if e.type == vad.VADEventType.END_OF_SPEECH)
+    assert ended.speech_duration > 2.0  # the segment's length is still reported
+    assert 1.0 <= _duration(ended.frames) <= 1.05  # with its last second of audio
+
+
 async def test_flush_starts_a_fresh_segment(engine: Deeptone, utterance: tuple) -> None:
     audio, start, _ = utterance
     frames = _room_frames(audio)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable
 from contextlib import aclosing
 from typing import Any
@@ -71,8 +72,10 @@ class DeeptoneVAD(vad.VAD):
         start_threshold: the speech probability that starts a segment (0.5).
         stop_threshold: the probability below which it counts as ending (0.35).
         volume_threshold: RMS below which a 64 ms frame is silence (0.005; 0 disables).
-        max_buffered_speech_s: most audio kept for the events' frames (60 s); a longer
-            segment's ``END_OF_SPEECH`` carries its last ``max_buffered_speech_s``.
+        max_buffered_speech_s: most audio an event's frames carry (60 s): a longer
+            segment's ``END_OF_SPEECH`` carries its last ``max_buffered_speech_s`` (its
+            ``speech_duration`` is still the whole segment's). Each stream keeps that much
+            audio, and about half a second more.
 
     Raises:
         UnknownModelError: ``model`` is not registered.
@@ -120,26 +123,31 @@ class DeeptoneVAD(vad.VAD):
 
 
 class _Audio:
-    """The last ``limit`` samples of a stream's 16 kHz int16 audio, addressable by stream ms."""
+    """A stream's 16 kHz int16 audio from ``limit`` samples before what the analysis has
+    reached (:meth:`trim`) to what was pushed, addressable by stream ms. Kept as the chunks
+    pushed, so appending copies nothing that is kept."""
 
     def __init__(self, limit: int) -> None:
-        self._buf = np.zeros(0, np.int16)
-        self._base = 0  # stream sample index of _buf[0]
+        self._chunks: deque[tuple[int, np.ndarray[Any, np.dtype[np.int16]]]] = deque()  # (first sample, pcm)
+        self._end = 0  # stream sample index after the last chunk
         self._limit = limit
 
     def append(self, samples: Float32) -> None:
         pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
-        self._buf = np.concatenate([self._buf, pcm])
-        extra = len(self._buf) - self._limit
-        if extra > 0:
-            self._buf = self._buf[extra:]
-            self._base += extra
+        self._chunks.append((self._end, pcm))
+        self._end += len(pcm)
+
+    def trim(self, analysed_ms: int) -> None:
+        """Drop the chunks that end ``limit`` samples or more before ``analysed_ms``."""
+        keep_from = analysed_ms * _PER_MS - self._limit
+        while self._chunks and self._chunks[0][0] + len(self._chunks[0][1]) <= keep_from:
+            self._chunks.popleft()
 
     def frame(self, start_ms: int, end_ms: int) -> rtc.AudioFrame:
         """The audio between two stream times (what is still kept of it), as one frame."""
-        lo = max(start_ms * _PER_MS - self._base, 0)
-        hi = max(min(end_ms * _PER_MS - self._base, len(self._buf)), lo)
-        data = self._buf[lo:hi]
+        lo, hi = start_ms * _PER_MS, end_ms * _PER_MS
+        parts = [pcm[max(lo - at, 0) : max(hi - at, 0)] for at, pcm in self._chunks if at < hi and at + len(pcm) > lo]
+        data = np.concatenate(parts) if parts else np.zeros(0, np.int16)
         return rtc.AudioFrame(data.tobytes(), _RATE, 1, len(data))
 
 
@@ -164,7 +172,9 @@ class DeeptoneVADStream(vad.VADStream):
     async def _analyse_part(self) -> bool:
         """Analyse frames until a flush (True) or the end of the input (False)."""
         o = self._owner
-        audio = _Audio(o.max_buffered_samples)
+        # an end is known min_gap_ms (+ padding, + a period) after the segment's last sample
+        late_ms = o.smoothing.min_gap_ms + o.smoothing.pad_ms + 2 * _PERIOD_MS
+        audio = _Audio(o.max_buffered_samples + late_ms * _PER_MS)
         send, receive = anyio.create_memory_object_stream[Float32](32)
         more = [False]
         async with anyio.create_task_group() as tg:
@@ -219,6 +229,7 @@ class DeeptoneVADStream(vad.VADStream):
         async for result in results:
             t = int(result["timestamp"])
             now = t + _PERIOD_MS
+            audio.trim(now)
             p = activity_probability(result, o._key, o.smoothing)
             self._event_ch.send_nowait(
                 vad.VADEvent(
@@ -255,7 +266,7 @@ class DeeptoneVADStream(vad.VADStream):
             timestamp=ev.detected_ms / 1000,
             speech_duration=(ev.timestamp_ms - ev.start_ms) / 1000,
             silence_duration=max(0, ev.detected_ms - ev.timestamp_ms) / 1000,
-            frames=[audio.frame(ev.start_ms, ev.timestamp_ms)],
+            frames=[audio.frame(max(ev.start_ms, ev.timestamp_ms - self._owner.max_buffered_samples // _PER_MS), ev.timestamp_ms)],
             probability=ev.confidence,
             speaking=False,
         )
