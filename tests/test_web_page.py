@@ -82,7 +82,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
+def browser_paths() -> tuple[str, str]:
+    """Debian's chromium and chromedriver (the tests skip without them, or without selenium)."""
+    pytest.importorskip("selenium", reason="selenium is not installed (it is in the test extra)")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        pytest.skip("chromium and chromium-driver are needed (apt-get install chromium chromium-driver)")
+    return chromium, driver_path
+
+
+@pytest.fixture(scope="module")
+def server_url(browser_paths: tuple[str, str]) -> Iterator[str]:
     """``deeptone-async serve`` on a free port, as a user starts it."""
     port = _free_port()
     proc = subprocess.Popen(
@@ -123,13 +134,11 @@ def _speech(path: Path, voice: str, lead_s: float = 0.5) -> Path:
     return path
 
 
-def _browser(fake_audio: Path, profile: Path) -> Any:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if chromium is None or driver_path is None:
-        pytest.skip("chromium and chromium-driver are needed (apt-get install chromium chromium-driver)")
+def _browser(fake_audio: Path, profile: Path, paths: tuple[str, str]) -> Any:
+    from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = paths
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
@@ -179,11 +188,13 @@ def _open_page(driver: Any, url: str, query: str = "") -> None:
 
 
 @pytest.mark.parametrize("query", ["", "?native_rate"], ids=["browser-resamples", "worklet-resamples"])
-def test_microphone_shows_speech_and_gender_live(server_url: str, tmp_path: Path, query: str) -> None:
+def test_microphone_shows_speech_and_gender_live(
+    server_url: str, browser_paths: tuple[str, str], tmp_path: Path, query: str
+) -> None:
     from selenium.webdriver.common.by import By
 
     wav = _speech(tmp_path / "female.wav", "en+f3")
-    driver = _browser(wav, tmp_path / "profile")
+    driver = _browser(wav, tmp_path / "profile", browser_paths)
     try:
         _open_page(driver, server_url, query)
         # vad and gender are chosen by default; add speech for a third row
@@ -231,13 +242,13 @@ def test_microphone_shows_speech_and_gender_live(server_url: str, tmp_path: Path
         driver.quit()
 
 
-def test_file_upload_shows_the_timeline(server_url: str, tmp_path: Path) -> None:
+def test_file_upload_shows_the_timeline(server_url: str, browser_paths: tuple[str, str], tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
     male = _speech(tmp_path / "male.wav", "en+m3", lead_s=1.0)
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(SR, np.int16), SR, subtype="PCM_16")
-    driver = _browser(silent, tmp_path / "profile")
+    driver = _browser(silent, tmp_path / "profile", browser_paths)
     try:
         _open_page(driver, server_url)
         driver.find_element(By.ID, "model-arousal").click()
