@@ -74,9 +74,12 @@ def run_on_ray(
         ImportError: Ray Data is not installed (the message names the extra).
         ray.exceptions.RayError: the cluster failed the run (after Ray's retries).
     """
+    import logging
+
     from ._run import chunk_files
 
     ray = _ray()
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its plan and timings on every run
     started = False
     if not ray.is_initialized():
         if address is None:
@@ -96,7 +99,7 @@ def run_on_ray(
             fn_constructor_args=(job,),
             batch_size=1,
             batch_format="pyarrow",
-            concurrency=min(actors, len(chunks)),
+            compute=ray.data.ActorPoolStrategy(size=min(actors, len(chunks))),
             num_cpus=1,  # Ray Data's actor pools restart a dead actor and retry its task
         )
         for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):

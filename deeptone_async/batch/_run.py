@@ -216,8 +216,8 @@ def analyse(
             file...); default: ignored.
 
     Raises:
-        ParameterError: bad options, or an output that holds another run (or one of other
-            options), or one without ``resume``.
+        ParameterError: bad options, no input found, or an output that holds another run
+            (or one of other options), or one without ``resume``.
         UnknownModelError: a model name that is not registered.
         ImportError: pyarrow (``batch`` extra) or Ray (``ray`` extra) is missing.
         OSError: the output cannot be written.
@@ -236,6 +236,8 @@ def analyse(
     names, notes = resolve_inputs([str(i) for i in inputs], manifests)
     for note in notes:
         warn(note)
+    if not names:
+        raise ParameterError("no audio files to analyse: give files, folders with audio, patterns or manifests")
     job = Job(options, fmt, out, _raw_labels(options))
     store = ParquetStore(job) if fmt == "parquet" else JsonlStore(job)
     done = store.open(resume)
