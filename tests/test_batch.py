@@ -179,3 +179,85 @@ def test_chunks_balance_audio_between_workers() -> None:
     assert 16 <= len(chunks) <= 40 and max(map(len, chunks)) <= 32
     long = batch.chunk_files(names[:20], [600.0] * 20, workers=2)
     assert [len(c) for c in long] == [2] * 10  # 10-minute files: 5 chunks a worker, not 2 of 10 files
+
+
+def worker_pids() -> list[int]:
+    """This process's pool workers (spawned children)."""
+    import os
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmd = (entry / "cmdline").read_bytes()
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == os.getpid() and b"spawn_main" in cmd:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def longer(speech: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 files of 30 s (speech, tones and noise)."""
+    root = tmp_path_factory.mktemp("longer")
+    for i in range(16):
+        n = 30 * SR
+        x = [np.resize(speech, n), tone(30, 300 + 20 * i, 0.2), noise(30, 0.05, seed=i)][i % 3]
+        sf.write(root / f"l{i:02d}.flac", x, SR)
+    return root
+
+
+def assert_each_row_once(out: Path, files: int) -> None:
+    table = pq.read_table(out / "results").to_pylist()
+    keys = [(r["file"], r["channel"], r["timestamp_ms"], r["model"]) for r in table]
+    assert len(keys) == len(set(keys))
+    assert len({k[0] for k in keys}) == files
+    marked = {r["part"] for r in pq.read_table(out / "files").to_pylist()}
+    assert {p.stem[5:] for p in (out / "results").glob("part-*.parquet")} <= marked  # no orphaned part
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_its_files_are_analysed_once(longer: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    out = tmp_path / "out"
+    reports: list[batch.BatchReport] = []
+    run = threading.Thread(target=lambda: reports.append(batch.analyse([longer], out, workers=2)))
+    run.start()
+    deadline = time.monotonic() + 60
+    while not (pids := worker_pids()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert pids and run.is_alive()
+    os.kill(pids[0], signal.SIGKILL)  # as the kernel's OOM killer would
+    run.join(120)
+    (report,) = reports
+    assert (report.analysed, report.failed) == (16, 0)
+    assert_each_row_once(out, 16)
+
+
+def test_ctrl_c_stops_the_run_and_resume_finishes_it(longer: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "deeptone_async", "batch", str(longer), "-o", str(out), "-j", "2", "--progress", "never"]
+    with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) as proc:
+        deadline = time.monotonic() + 60
+        while not list((out / "files").glob("part-*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    done = len(pq.read_table(out / "files"))
+    assert 0 < done < 16
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{16 - done} files analysed, 0 failed, {done} skipped" in resumed.stderr
+    assert_each_row_once(out, 16)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import json
 import os
 import sys
 import time
@@ -273,6 +274,7 @@ def analyse(
                     run_on_ray(address, job, todo, seconds, workers, commit)
                 else:
                     _run_local(job, chunk_files(todo, seconds, n_workers), n_workers, commit)
+            store.tidy()  # parts of a chunk whose worker died after writing them
         finally:
             bar.close()
     finally:
@@ -302,32 +304,63 @@ def _need(module: str, extra: str) -> None:
         raise ImportError(f"batch output needs {module}: pip install 'deeptone-async[{extra}]'") from exc
 
 
+#: Times a file may be in a worker that died before it is recorded as an error.
+MAX_CRASHES = 3
+
+
 def _run_local(job: Job, chunks: list[list[str]], workers: int, commit: Callable[[ChunkResult], None]) -> None:
     """Run ``chunks`` on a pool of ``workers`` processes (spawned: no fork of a threaded
     parent), at most two chunks queued per worker so that finished results do not pile up.
 
-    Raises:
-        concurrent.futures.process.BrokenProcessPool: a worker died (killed for memory,
-            crashed); what was committed stays, and a resumed run goes on from there.
+    A worker that dies (killed for memory, a crash in a native library) breaks the pool,
+    failing every chunk in flight: the pool is started again and those chunks are retried,
+    split into single files; a file in flight at :data:`MAX_CRASHES` deaths becomes an
+    error record (``WorkerCrashed``) and the run goes on.
     """
     import multiprocessing
+    from collections import deque
+    from concurrent.futures.process import BrokenProcessPool
 
-    workers = min(workers, len(chunks))
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=init_process, initargs=(job,))
-    try:
-        queue = iter(chunks)
-        pending: set[Future[ChunkResult]] = set()
+    queue: deque[tuple[list[str], int]] = deque((chunk, 0) for chunk in chunks)  # (files, deaths seen)
 
-        def fill() -> None:
-            while len(pending) < 2 * workers and (chunk := next(queue, None)) is not None:
-                pending.add(pool.submit(run_chunk, chunk))
+    def died(chunk: list[str], deaths: int) -> None:
+        if len(chunk) > 1:
+            queue.extendleft(([name], deaths) for name in reversed(chunk))
+        elif deaths < MAX_CRASHES:
+            queue.appendleft((chunk, deaths))
+        else:
+            message = f"the worker process died while analysing it, {deaths} times (killed for memory, or a crash)"
+            commit(ChunkResult([FileRecord(chunk[0], "error", "WorkerCrashed", message)],
+                               [json.dumps({"file": chunk[0], "error": {"type": "WorkerCrashed", "message": message}})]
+                               if job.fmt == "jsonl" else []))
 
-        fill()
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                commit(future.result())
-            fill()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    while queue:
+        size = min(workers, len(queue))
+        pool = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=init_process, initargs=(job,))
+        pending: dict[Future[ChunkResult], tuple[list[str], int]] = {}
+        broken = False
+        try:
+            while (queue or pending) and not broken:
+                while len(pending) < 2 * size and queue:
+                    chunk, deaths = queue.popleft()
+                    pending[pool.submit(run_chunk, chunk)] = (chunk, deaths)
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    chunk, deaths = pending.pop(future)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        died(chunk, deaths + 1)
+                        continue
+                    commit(result)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        for future, (chunk, deaths) in pending.items():  # the pool broke: what was in flight
+            if future.cancelled():
+                queue.appendleft((chunk, deaths))
+            elif future.exception() is None:
+                commit(future.result())  # finished before the pool broke
+            else:
+                died(chunk, deaths + 1)

@@ -35,6 +35,7 @@ class ParquetStore:
     def __init__(self, job: Job) -> None:
         self.job = job
         self._fs, self._root = open_filesystem(job.output)
+        self._parts: set[str] = set()  # the parts whose files are marked done
 
     def _describe(self) -> dict[str, Any]:
         o = self.job.options
@@ -79,7 +80,8 @@ class ParquetStore:
             changed = sorted(k for k in before.keys() | self._describe().keys() if before.get(k) != self._describe().get(k))
             raise ParameterError(f"{self.job.output} was written with other options ({', '.join(changed)}): resume with the same ones")
         done = self._done()
-        self._drop_orphans({r.part for r in done.values() if r.part is not None})
+        self._parts.update(r.part for r in done.values() if r.part is not None)
+        self.tidy()
         return done
 
     def _done(self) -> dict[str, FileRecord]:
@@ -92,9 +94,13 @@ class ParquetStore:
         table = pq.read_table(folder, filesystem=self._fs, schema=files_schema())
         return {row["file"]: FileRecord(**row) for row in table.to_pylist()}
 
-    def _drop_orphans(self, kept: set[str]) -> None:
-        """Remove temporary files, and parts whose files were never marked done."""
+    def tidy(self) -> None:
+        """Remove temporary files, and parts whose files were never marked done (their
+        chunk was interrupted, or its worker died after writing them). Call it when no
+        worker is writing."""
         from pyarrow import fs
+
+        kept = self._parts
 
         for table in ("results", "summary", "transitions", "files"):
             folder = f"{self._root}/{table}"
@@ -113,6 +119,7 @@ class ParquetStore:
         import pyarrow as pa
 
         table = pa.Table.from_pylist([r.as_dict() for r in records], schema=files_schema())
+        self._parts.update(r.part for r in records if r.part is not None)
         write_part(self._fs, self._root, "files", uuid.uuid4().hex, table)
 
     def close(self) -> None:
@@ -165,6 +172,9 @@ class JsonlStore:
         self._out.write("".join(line + "\n" for line in lines))
         self._out.flush()
         os.fsync(self._out.fileno())
+
+    def tidy(self) -> None:
+        """Nothing to tidy: only the driver writes the file."""
 
     def close(self) -> None:
         if self._out is not None:
