@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -99,6 +100,12 @@ def test_two_workers_each_serve_streams_and_drain_on_sigterm(server: tuple[subpr
             ws.send(b"")
             got, code = results_until_close(ws)
         assert code == 1000 and len(got) == -(-len(audio) // 2 // 16384) and got[0]["message_type"] == "results"
+
+    # /metrics sums every worker's counters, whichever worker answers the scrape
+    if importlib.util.find_spec("prometheus_client") is not None:
+        for _ in range(4):
+            text = httpx.get(f"http://{url}/metrics", timeout=5).text
+            assert "deeptone_streams_total 3.0" in text and "deeptone_active_streams 0.0" in text
 
     # open streams, half their audio sent; then SIGTERM to the supervisor
     with contextlib.ExitStack() as stack:
