@@ -32,6 +32,8 @@ LICENCE_NOTE = {
     "emodb": "EmoDB: free for **research use**, no explicit licence",
     "music": "per clip: GPL-3.0, CC0, CC BY, CC BY-SA, **CC BY-NC**, public domain",
     "noise": "per clip: UrbanSound8K **CC BY-NC 3.0**, MUSAN public domain / CC BY 3.0, donateacry ODbL + DbCL",
+    "speechocean": "speechocean762: free for commercial and non-commercial use (README statement, no licence file)",
+    "baved": "BAVED: **no licence stated**",
 }
 
 
@@ -142,6 +144,9 @@ def _run_part(r: dict) -> str:
             + (f", feature-domain share {r['fast_frac']}" if "fast_frac" in r else "")
             + (f", background under {r['p_bg']:.0%} of speech crops at {r['snr'][0]:g}..{r['snr'][1]:g} dB SNR"
                if "p_bg" in r and "snr" in r else "")
+            + (f", {r['p_chain']:.0%} of feature-domain crops from {r.get('chain_copies', 1)} augmentation-chain "
+               "copies of each clip" if r.get("p_chain") else "")
+            + (", BatchNorm frozen" if r.get("bn_frozen") else "")
             + f" (best val-crop balanced acc. {r['best_val_balanced_acc_crops']:.3f})")
 
 
@@ -187,11 +192,68 @@ def runs_text(info: dict) -> str:
             f"{info.get('resumed_lr')}): " + "; ".join(_run_part(r) for r in runs) + "." + note)
 
 
+def tried_entry(info: dict, ev: dict, rob: dict, shipped_ev: dict, shipped_rob: dict, note: str) -> dict:
+    """One retraining that was not shipped: what it was and what it reached next to the shipped
+    model (clean val clips, per corpus, and the robustness headline), all from result files."""
+    def clips(e: dict) -> dict:
+        return {"accuracy": e["clips"]["accuracy"], "balanced_accuracy": e["clips"]["balanced_accuracy"],
+                "by_corpus": {k: v["balanced_accuracy"] for k, v in e["clips_by_corpus"].items()}}
+
+    runs = member_runs(info)
+    return {"note": note, "eval_command": ev["command"], "robustness_command": rob["command"],
+            "train_minutes": round(info["train_seconds"] / 60, 1), "train_steps": info["train_steps"],
+            "lr": info.get("lr"), "corpora": info.get("corpora"), "p_chain": info.get("p_chain"),
+            "chain_copies": info.get("chain_copies"), "resumed_from": info.get("resumed_from"),
+            "runs_before": len(runs) - 1, "val": clips(ev), "shipped_val": clips(shipped_ev),
+            "robustness": rob["headline"], "shipped_robustness": shipped_rob["headline"]}
+
+
+def tried_text(entries: list[dict]) -> str:
+    """The card's *Tried* section (``tried.json`` in the model folder), or "" when empty."""
+    if not entries:
+        return ""
+    out = ["## Tried and not shipped", ""]
+    for t in entries:
+        k = next(iter(t["robustness"]["clean"]))
+        conds = list(t["robustness"])
+        out += [f"**{t['note']}** {t['train_steps']} steps / {t['train_minutes']} min at learning rate {t['lr']}"
+                + (f", continuing `{t['resumed_from']}`" if t.get("resumed_from") else "")
+                + (f", {t['p_chain']:.0%} of feature-domain crops from {t['chain_copies']} augmentation-chain copy"
+                   " of each clip" if t.get("p_chain") else "")
+                + f", corpora {', '.join(t['corpora'] or [])}.", "",
+                f"Clean val clips (`{t['eval_command']}`): accuracy {t['val']['accuracy']:.4f} (shipped "
+                f"{t['shipped_val']['accuracy']:.4f}), balanced {t['val']['balanced_accuracy']:.4f} (shipped "
+                f"{t['shipped_val']['balanced_accuracy']:.4f}); balanced accuracy per corpus: "
+                + ", ".join(f"{c} {v:.3f} ({t['shipped_val']['by_corpus'].get(c, float('nan')):.3f})"
+                            for c, v in t["val"]["by_corpus"].items()) + ".", "",
+                f"Robustness (`{t['robustness_command']}`), {k}, candidate / shipped:", "",
+                "| " + " | ".join(conds) + " |", "|" + "---|" * len(conds),
+                "| " + " | ".join(f"{t['robustness'][c][k]:.4f} / {t['shipped_robustness'][c][k]:.4f}"
+                                  for c in conds) + " |", ""]
+    return "\n" + "\n".join(out)
+
+
+def record_tried(folder: Path, cand: Path, ev: Path, rob: Path, note: str) -> None:
+    """Append a not-shipped candidate (its train_info.json in ``cand``) to ``folder/tried.json``."""
+    entry = tried_entry(json.loads((cand / "train_info.json").read_text()), json.loads(ev.read_text()),
+                        json.loads(rob.read_text()), json.loads((folder / "eval.json").read_text()),
+                        json.loads((REPO / "training" / "robustness" / folder.name / "robustness.json").read_text()),
+                        note)
+    path = folder / "tried.json"
+    entries = json.loads(path.read_text()) if path.exists() else []
+    path.write_text(json.dumps([*entries, entry], indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True, choices=["vad", "speech", "speech_rt", "gender"])
+    ap.add_argument("--record-tried", nargs=3, type=Path, metavar=("CAND_DIR", "EVAL_JSON", "ROBUSTNESS_JSON"),
+                    help="first record a retrained candidate that is not shipped in tried.json (gender)")
+    ap.add_argument("--note", default="", help="what the candidate was (with --record-tried)")
     a = ap.parse_args()
     folder = MODELS_DIR / a.model
+    if a.record_tried:
+        record_tried(folder, *a.record_tried, note=a.note)
     if a.model == "vad":  # not trained here: a fixed text and the robustness table
         text = (Path(__file__).parent / "card_templates" / "vad.md").read_text()
         text = text.replace("{{robustness}}", robustness_section("vad"))
@@ -225,6 +287,8 @@ def main() -> None:
         "eval_command": ev["command"],
         "licences": licence_table(info["corpora"], a.model == "gender"),
         "robustness": robustness_section(a.model),
+        "tried": tried_text(json.loads((folder / "tried.json").read_text()) if (folder / "tried.json").exists()
+                            else []),
     }
     missed: list[str] = []
     if a.model == "gender":
@@ -232,6 +296,9 @@ def main() -> None:
         subs["by_corpus"] = breakdown(ev, "clips_by_corpus")
         subs["seg_by_corpus"] = breakdown(ev, "segments_1s_by_corpus")
         subs["by_language"] = breakdown(ev, "clips_by_language")
+        subs["by_age"] = ("Clips by age band (speechocean: child <= 12, teen 13-17, adult; children's voices carry "
+                          "little sex difference before puberty):\n\n" + breakdown(ev, "clips_by_age_band") + "\n\n"
+                          if ev.get("clips_by_age_band") else "")
         u = ev.get("unknown_threshold") or {}
         subs["unknown"] = (f"with threshold {u.get('threshold')}: {u.get('frames_coverage', float('nan')):.1%} of "
                            f"validation speech frames are above it, and {u.get('frames_accuracy_when_known', float('nan')):.2%} "

@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / "training" / "cache"
 ALL_CORPORA = ("librispeech", "commonvoice", "vctk", "ravdess", "emodb", "music", "noise")
 SPEECH_CORPORA = ("librispeech", "commonvoice", "vctk", "ravdess", "emodb")
+#: the corpora with speaker gender the Gender model trains on (second batch: speechocean, baved)
+GENDER_CORPORA = (*SPEECH_CORPORA, "speechocean", "baved")
 
 # Corpus label -> class of the speech/music/other models. Emotion labels are speech.
 MUSIC_LABELS = {"music", "street_music"}  # UrbanSound8K street_music is buskers / car stereos

@@ -38,10 +38,12 @@ from .data import (
     SPEECH_CORPORA,
     Clip,
     active_frames,
+    data_root,
     frame_db_from_hops,
     hangover,
     hop_db,
     load_corpora,
+    read_manifest,
 )
 from .export import session, stream
 from .sampler import GATE_DB, GENDERS, SMO
@@ -269,8 +271,25 @@ def choose_threshold(outs, target: float = 0.97, lo: float = 0.6, hi: float = 0.
                     f"clipped to [{lo}, {hi}]", "chosen": chosen, "table": table}
 
 
+def age_bands(clips: list[Clip]) -> dict[int, str]:
+    """``corpus:age_band`` of each clip whose manifest has an ``age_band`` column (speechocean:
+    child / teen / adult), keyed by ``id(clip)``; other clips are left out."""
+    out: dict[int, str] = {}
+    by_corpus: dict[str, list[Clip]] = {}
+    for c in clips:
+        by_corpus.setdefault(c.corpus, []).append(c)
+    for corpus, cs in by_corpus.items():
+        path = data_root() / corpus / "manifest.csv"
+        if not path.exists():
+            continue
+        band = {r["file"]: r.get("age_band", "") for r in read_manifest(path)}
+        out.update({id(c): f"{corpus}:{band[c.file]}" for c in cs if band.get(c.file)})
+    return out
+
+
 def eval_gender(clips: list[Clip], folder: Path, threshold: float | None) -> dict:
     outs = gender_outputs(clips, folder)
+    bands = age_bands([c for c, _, _ in outs])
     rows = []  # per clip
     fr_pred, fr_true, fr_top, fr_key, seg_pred, seg_true, seg_key = [], [], [], [], [], [], []
     for c, p, sp in outs:
@@ -280,7 +299,7 @@ def eval_gender(clips: list[Clip], folder: Path, threshold: float | None) -> dic
             continue
         a = p[sp].argmax(1)
         clip_pred = int(np.bincount(a, minlength=2).argmax())
-        rows.append((key, g, clip_pred))
+        rows.append((key + (bands.get(id(c), ""),), g, clip_pred))
         fr_pred.append(a)
         fr_true.append(np.full(len(a), g))
         fr_top.append(p[sp].max(1))
@@ -321,6 +340,7 @@ def eval_gender(clips: list[Clip], folder: Path, threshold: float | None) -> dic
         "segments_1s_by_corpus": breakdown(seg_key, sp_, st_, 0),
         "frames_64ms_by_corpus": breakdown(fr_key, fp, ft, 0),
         "clips_by_language": breakdown([r[0] for r in rows], cp, ct, 1),
+        "clips_by_age_band": {k: v for k, v in breakdown([r[0] for r in rows], cp, ct, 3).items() if k},
         "segments_1s_by_language": breakdown(seg_key, sp_, st_, 1),
     }
     if threshold is not None:
@@ -349,7 +369,9 @@ def to_markdown(model: str, res: dict) -> str:
             lines += [f"## {sec} (overall)", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols),
                       "| " + " | ".join(_fmt(res[sec][c]) for c in cols) + " |", ""]
         for sec in ("clips_by_corpus", "segments_1s_by_corpus", "frames_64ms_by_corpus", "clips_by_language",
-                    "segments_1s_by_language"):
+                    "segments_1s_by_language", "clips_by_age_band"):
+            if sec not in res:
+                continue
             lines += [f"## {sec}", "", "| group | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
             for k, d in res[sec].items():
                 lines.append(f"| {k} | " + " | ".join(_fmt(d[c]) for c in cols) + " |")

@@ -36,6 +36,49 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
     )
 
 
+def state_from_onnx(path: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A state dict for ``model`` (a :class:`training.nets.CausalTCN` without 2-D stem, of the
+    exported graph's shape) that computes what the exported graph at ``path`` computes.
+
+    The export folds each BatchNorm into the conv before it; the folded weights go into the
+    conv (plus the BatchNorm's bias) and every BatchNorm becomes the identity (mean 0, variance
+    1 - eps, scale 1). Training from this state must keep the BatchNorms in eval mode (their
+    batch statistics are not in the graph): ``training.train`` does so for an ``.onnx`` start.
+
+    Raises:
+        ValueError: the graph's convolutions do not match ``model``'s.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    g = onnx.load(str(path)).graph
+    init = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    convs = [n for n in g.node if n.op_type == "Conv"]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    names = ["patch"] + [f"blocks.{i}.{c}" for i in range(len(model.blocks)) for c in ("dw", "pw")] + ["head.0"]
+    bns = ["bn0"] + [f"blocks.{i}.{b}" for i in range(len(model.blocks)) for b in ("bn1", "bn2")]
+    if len(convs) != len(names):
+        raise ValueError(f"{path}: {len(convs)} convolutions, the model has {len(names)}")
+    for node, name in zip(convs, names):
+        w = torch.from_numpy(init[node.input[1]].copy())
+        if state[f"{name}.weight"].shape != w.shape:
+            raise ValueError(f"{path}: {name} weight {tuple(w.shape)} != {tuple(state[name + '.weight'].shape)}")
+        state[f"{name}.weight"] = w
+        b = torch.from_numpy(init[node.input[2]].copy()) if len(node.input) > 2 else None
+        if name == "head.0":
+            state["head.0.bias"] = b if b is not None else torch.zeros_like(state["head.0.bias"])
+            continue
+        bn = bns[names.index(name)]
+        mod = model.get_submodule(bn)
+        state[f"{bn}.running_mean"] = torch.zeros_like(state[f"{bn}.running_mean"])
+        state[f"{bn}.running_var"] = torch.full_like(state[f"{bn}.running_var"], 1.0 - mod.eps)
+        state[f"{bn}.weight"] = torch.ones_like(state[f"{bn}.weight"])
+        state[f"{bn}.bias"] = b if b is not None else torch.zeros_like(state[f"{bn}.bias"])
+    state["mean"] = torch.from_numpy(init["mean"].copy()).view_as(state["mean"])
+    state["inv_std"] = torch.from_numpy(init["inv_std"].copy()).view_as(state["inv_std"])
+    return state
+
+
 def session(path: Path, threads: int = 1) -> ort.InferenceSession:
     o = ort.SessionOptions()
     o.intra_op_num_threads = threads

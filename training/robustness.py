@@ -1,6 +1,7 @@
 """Robustness of a bundled model on real-world channels, measured through the public engine API.
 
     python -m training.robustness --model speech [--manifest PATH] [--split val] [--max-clips N] [--out DIR]
+    python -m training.robustness --model gender --folder CANDIDATE_DIR --out DIR   # a retrained graph instead
 
 Each clip of the validation split of the corpora the model's card is evaluated on is degraded
 under fixed, deterministic conditions and analysed with ``Deeptone().process_audio_bytes``,
@@ -263,15 +264,34 @@ def select(model: str, corpora: list[str], manifests: list[str], split: str,
     return clips, ys
 
 
+def engine_for(model: str, folder: Path | None = None) -> Any:
+    """A ``Deeptone`` with the bundled models, ``model``'s own taken from ``folder`` when given
+    (a retrained candidate, compared with the bundled one before it ships).
+
+    Raises:
+        ModelError: a model folder does not load.
+    """
+    from deeptone_async import Deeptone
+    from deeptone_async.registry import bundled_specs
+    from deeptone_async.spec import ModelSpec
+
+    if folder is None:
+        return Deeptone(threads_per_model=1, max_inference_threads=1)
+    engine = Deeptone(threads_per_model=1, max_inference_threads=1, load_bundled=False)
+    own = ModelSpec.from_folder(folder)
+    for spec in bundled_specs():
+        engine.register_model(own if spec.name == own.name else spec)
+    return engine
+
+
 def evaluate(model: str, clips: list[Clip], ys: dict[int, int], bgs: A.Backgrounds,
              conditions: Sequence[str] = CONDITIONS, seed: int = 0,
-             log: Callable[[str], None] = print) -> dict:
-    """Every condition's metrics for ``model`` on ``clips`` through a fresh ``Deeptone``.
+             log: Callable[[str], None] = print, folder: Path | None = None) -> dict:
+    """Every condition's metrics for ``model`` on ``clips`` through a fresh ``Deeptone``
+    (``model``'s graph from ``folder`` when given, else the bundled one).
 
     Blocks for the whole run (minutes). Raises what :func:`degrade` and the engine raise."""
-    from deeptone_async import Deeptone
-
-    engine = Deeptone(threads_per_model=1, max_inference_threads=1)
+    engine = engine_for(model, folder)
     handle = getattr(engine.models, HANDLES[model])
     policy = A.policy_for(model)
     res: dict[str, Any] = {}
@@ -387,6 +407,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--bg-split", default="val", help="split of the noise and music corpora mixed in")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="folder (default training/robustness/<model>)")
+    ap.add_argument("--folder", type=Path, default=None,
+                    help="model folder to evaluate instead of the bundled one (e.g. a retrained candidate)")
     a = ap.parse_args(argv)
     if a.summary:
         (OUT / "README.md").write_text(summary())
@@ -399,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"no clips of split {a.split!r} in {corpora} + {a.manifest}")
     bgs = A.Backgrounds.from_clips(load_corpora(["noise", "music"]), split=a.bg_split)
     t0 = time.time()
-    conds = evaluate(a.model, clips, ys, bgs, a.conditions, a.seed)
+    conds = evaluate(a.model, clips, ys, bgs, a.conditions, a.seed, folder=a.folder)
     res = {"model": a.model, "command": "python -m training.robustness " + " ".join(sys.argv[1:] if argv is None else argv),
            "corpora": corpora, "manifests": a.manifest, "split": a.split, "max_clips": a.max_clips,
            "clips": len(clips), "seed": a.seed, "volume_threshold": VOLUME_THRESHOLD,

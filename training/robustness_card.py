@@ -107,6 +107,13 @@ def robustness_section(model: str, folder: Path | None = None, level: int = 2) -
         targets += "; " + ", ".join(f"{m} >= {v} {c}" for (c, m), v in ABSOLUTE[model].items())
     missed = misses(model, res)
     lines += ["", targets + ". " + ("**Missed**: " + "; ".join(missed) + "." if missed else "All met.")]
+    base = (folder or ROBUSTNESS / model) / "baseline.json"
+    if base.exists():  # the figures of the model this one replaced, same command and clips
+        b = json.loads(base.read_text())
+        k = cols[0]
+        lines += ["", f"The model this one replaced (`{base.relative_to(REPO) if base.is_relative_to(REPO) else base}`, "
+                  f"`{b['command']}`, {b['clips']} clips), {k}: "
+                  + ", ".join(f"{c} {hd[k]:.4f}" for c, hd in b["headline"].items()) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -24,6 +24,11 @@ Two ways to make an example (``TaskCfg.fast_frac`` picks between them per exampl
 * *fast* (feature domain, ~10x cheaper on 2 cores): crop log-mel rows precomputed once per clip
   with the same ``logmel``, mix in the mel-power domain (powers add; cross terms ignored) and
   apply the gain as a power factor. No channel effects. Used to see more data per minute.
+* *chain* (a share ``p_chain`` of the fast examples, where the clip has them): crop the rows of
+  one of the clip's copies sent through the augmentation chain (:mod:`training.chain_rows`:
+  reverb, background, EQ, clipping, level, telephone / codec, with the task's label policy),
+  computed once before training. The chain already set the level and added any background, so
+  neither is added again; the frame truth is the clean clip's (the chain keeps time alignment).
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class TaskCfg:
     augment: bool = True  # background mixing
     channel: bool = True  # reverb / telephone / codec / gain
     fast_frac: float = 0.0  # share of feature-domain examples (see module doc)
+    p_chain: float = 0.0  # share of feature-domain examples cropped from chain-augmented rows
 
 
 def _crop(clip: Clip, start_hop: int, n_hops: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,8 +113,10 @@ class Sampler:
     """Draws training examples from clips; ``batch()`` returns (features, targets)."""
 
     def __init__(self, clips: list[Clip], cfg: TaskCfg, seed: int = 0,
-                 rows: dict[int, np.ndarray] | None = None) -> None:
+                 rows: dict[int, np.ndarray] | None = None,
+                 chain_rows: dict[int, list[tuple[np.ndarray, str]]] | None = None) -> None:
         self.cfg = cfg
+        self.chain_rows = chain_rows or {}
         self.rng = np.random.default_rng(seed)
         self.music = [c for c in clips if c.cls == "music"]
         self.noise = [c for c in clips if c.cls == "other"]
@@ -136,8 +144,8 @@ class Sampler:
     def _pick(self, clips: list[Clip], w: np.ndarray | None = None) -> Clip:
         return clips[int(self.rng.choice(len(clips), p=w))]
 
-    def _rows(self, clip: Clip, start_hop: int, n_hops: int) -> np.ndarray:
-        r = self.rows[id(clip)]
+    def _rows(self, clip: Clip, start_hop: int, n_hops: int, r: np.ndarray | None = None) -> np.ndarray:
+        r = self.rows[id(clip)] if r is None else r
         out = np.full((n_hops, N_MELS), SILENCE_FLOOR, np.float32)
         a, b = max(start_hop, 0), min(start_hop + n_hops, len(r))
         if b > a:
@@ -195,12 +203,15 @@ class Sampler:
             hdb[ha - start : hb - start] = clip.hop_db[ha:hb]
         fdb = frame_db_from_hops(hdb)
         pre = max(0, -start // 4)
-        P = self._power(self._rows(clip, start, n_hops))
+        copies = self.chain_rows.get(id(clip))
+        chained = bool(copies) and cfg.p_chain > 0 and rng.random() < cfg.p_chain
+        src, added = copies[int(rng.integers(len(copies)))] if chained else (None, "")
+        P = self._power(self._rows(clip, start, n_hops, src))
         y = np.full(L, IGNORE, np.int64)
         if kind == "speech":
             act = active_frames(fdb, clip.ref_db)
             bg_cls = None
-            if cfg.augment and (self.music or self.noise) and rng.random() < cfg.p_bg:
+            if cfg.augment and not chained and (self.music or self.noise) and rng.random() < cfg.p_bg:
                 bg_is_music = (rng.random() < 0.4 and bool(self.music)) or not self.noise
                 bg = self._pick(self.music if bg_is_music else self.noise)
                 br, bh = self._loop_rows(bg, n_hops - 4 * pre)
@@ -221,11 +232,15 @@ class Sampler:
                 y[on] = 0
                 if bg_cls is None:
                     y[(~on) & (fdb < GATE_DB)] = IGNORE
+                if chained and added:  # the pauses hold the chain's background (babble: speech)
+                    y[~on] = SMO.index(added)
         else:
             y[:] = 1 if kind == "music" else 2
             y[fdb < GATE_DB] = IGNORE
+            if chained and added not in ("", "other", kind):  # noise under music stays music;
+                y[:] = IGNORE  # music or babble under noise: not labelled here (the policies forbid it)
         y[:pre] = IGNORE
-        if cfg.channel:
+        if cfg.channel and not chained:
             P *= 10 ** (rng.uniform(*cfg.gain_db) / 10)
         P[: 4 * pre] = 0.0
         feats = np.log(P + POWER_FLOOR).astype(np.float32)

@@ -90,3 +90,13 @@ def test_summary_collects_every_model(tmp_path) -> None:  # type: ignore[no-unty
             {"model": model, "command": f"cmd {model}", "clips": 3, "seconds": 1.0, "headline": head}))
     md = R.summary(tmp_path)
     assert "## Speech" in md and "## Gender" in md and "0.8500 (-10.0)" in md
+
+
+def test_evaluate_a_model_folder_as_the_bundled_one() -> None:
+    from deeptone_async.registry import MODELS_DIR
+
+    clips = [clip("speech", 4, "male"), clip("speech", 5, "female")]
+    a = R.evaluate("gender", clips, {}, BGS, ["clean"], log=lambda s: None)
+    b = R.evaluate("gender", clips, {}, BGS, ["clean"], log=lambda s: None, folder=MODELS_DIR / "gender")
+    assert R.headline("gender", a["clean"]) == R.headline("gender", b["clean"])
+    assert R.engine_for("gender", MODELS_DIR / "gender").models.Gender.onnx == MODELS_DIR / "gender" / "model.onnx"

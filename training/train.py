@@ -33,8 +33,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from .data import ALL_CORPORA, CACHE, REPO, SPEECH_CORPORA, load_corpora, split
-from .export import check_folder, check_torch_vs_ort, export_onnx
+from .chain_rows import chain_rows
+from .data import ALL_CORPORA, CACHE, GENDER_CORPORA, REPO, load_corpora, split
+from .export import check_folder, check_torch_vs_ort, export_onnx, state_from_onnx
 from .nets import CausalTCN, n_params, state_stem2d, state_width, widen_state
 from .sampler import GENDERS, IGNORE, SMO, Sampler, TaskCfg, precompute_rows
 
@@ -54,8 +55,8 @@ MODELS = {
     "gender": dict(
         name="Gender", key="gender", labels=list(GENDERS), voice=True, speech_label=None,
         channels=64, blocks=[(3, 1), (3, 2), (3, 4), (3, 8), (3, 8), (2, 1)],
-        task=TaskCfg("gender", 47, 16, hangover=2, p_bg=0.4, snr=(5.0, 30.0), fast_frac=0.7),
-        corpora=ALL_CORPORA, minutes=14.0,
+        task=TaskCfg("gender", 47, 16, hangover=2, p_bg=0.4, snr=(5.0, 30.0), fast_frac=0.7, p_chain=0.6),
+        corpora=(*GENDER_CORPORA, "music", "noise"), minutes=14.0, chain_copies=1,
         description="Speaker gender (male / female) of speech, 3.07 s receptive field",
     ),
 }
@@ -63,7 +64,8 @@ MODELS = {
 
 # what train_info.json records of each run (and keeps of the runs a resumed run continues)
 RUN_KEYS = ("train_steps", "train_seconds", "best_val_balanced_acc_crops", "lr", "fast_frac", "seed", "batch",
-            "channels", "widened_from_channels", "stem2d", "p_bg", "snr")
+            "channels", "widened_from_channels", "stem2d", "p_bg", "snr", "p_chain", "chain_copies",
+            "bn_frozen", "corpora")
 
 
 def net_config(name: str, channels: int | None = None, stem2d: int | None = None) -> dict:
@@ -83,12 +85,14 @@ def net_config(name: str, channels: int | None = None, stem2d: int | None = None
 
 
 class Stream(IterableDataset):
-    def __init__(self, clips, cfg: TaskCfg, batch: int, seed: int, rows=None) -> None:
+    def __init__(self, clips, cfg: TaskCfg, batch: int, seed: int, rows=None, chain_rows=None) -> None:
         self.clips, self.cfg, self.bs, self.seed, self.rows = clips, cfg, batch, seed, rows
+        self.chain_rows = chain_rows
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        s = Sampler(self.clips, self.cfg, seed=self.seed + (info.id if info else 0), rows=self.rows)
+        s = Sampler(self.clips, self.cfg, seed=self.seed + (info.id if info else 0), rows=self.rows,
+                    chain_rows=self.chain_rows)
         while True:
             f, y = s.batch(self.bs)
             yield torch.from_numpy(f), torch.from_numpy(y)
@@ -140,7 +144,14 @@ def main() -> None:
     ap.add_argument("--channels", type=int, default=None,
                     help="network width (default: the model's; a resumed narrower checkpoint is widened to it)")
     ap.add_argument("--resume-from", type=Path, default=None, metavar="CKPT",
-                    help="--resume from this checkpoint (its history: the .json beside it)")
+                    help="--resume from this checkpoint (its history: the .json beside it), or from an "
+                         "exported model.onnx (its history: the train_info.json beside it; the BatchNorms "
+                         "stay frozen, their statistics being folded into the graph)")
+    ap.add_argument("--chain-copies", type=int, default=None, metavar="N",
+                    help="augmentation-chain copies of each training clip, precomputed as log-mel rows "
+                         "(training.chain_rows; default: the model's, 0 for none)")
+    ap.add_argument("--p-chain", type=float, default=None, metavar="P",
+                    help="share of feature-domain examples cropped from those copies (default: the model's)")
     ap.add_argument("--keep", metavar="TAG", default=None,
                     help="also keep this run as training/cache/<model>.<TAG>.pt/.json (for training.ensemble)")
     ap.add_argument("--resume", action="store_true",
@@ -155,7 +166,7 @@ def main() -> None:
     cfg: TaskCfg = m["task"]
     corpora = m["corpora"] if a.corpora is None else a.corpora
     if cfg.task == "gender":
-        corpora = [c for c in corpora if c in SPEECH_CORPORA or c in ("music", "noise")]
+        corpora = [c for c in corpora if c in GENDER_CORPORA or c in ("music", "noise")]
     clips = load_corpora(corpora, a.manifest)
     train, val = split(clips, "train"), split(clips, "val")
     print(f"{len(train)} train / {len(val)} val clips from {corpora} + {a.manifest}", flush=True)
@@ -166,11 +177,20 @@ def main() -> None:
         cfg = dataclasses.replace(cfg, p_bg=a.p_bg)
     if a.snr is not None:
         cfg = dataclasses.replace(cfg, snr=(a.snr[0], a.snr[1]))
+    if a.p_chain is not None:
+        cfg = dataclasses.replace(cfg, p_chain=a.p_chain)
+    copies = m.get("chain_copies", 0) if a.chain_copies is None else a.chain_copies
+    if not copies or not cfg.fast_frac:
+        cfg = dataclasses.replace(cfg, p_chain=0.0)
     t_rows = time.time()
     rows = precompute_rows(train) if cfg.fast_frac > 0 else None  # shared with workers by fork
     print(f"precomputed log-mel rows in {time.time() - t_rows:.0f}s", flush=True)
+    crows = None
+    if cfg.p_chain > 0:  # the clips the sampler draws, through the augmentation chain
+        pool = [c for c in train if c.cls == "speech" and c.gender in GENDERS] if cfg.task == "gender" else train
+        crows = chain_rows(pool, a.model, copies=copies, seed=a.seed, workers=max(a.workers, 1), backgrounds=train)
     # feature statistics (of augmented training crops) go inside the graph
-    f0, _ = Sampler(train, cfg, seed=a.seed + 99, rows=rows).batch(256)
+    f0, _ = Sampler(train, cfg, seed=a.seed + 99, rows=rows, chain_rows=crows).batch(256)
     flat = f0.reshape(-1, f0.shape[-1])
     mean, std = flat.mean(0), flat.std(0) + 1e-3
     model = CausalTCN(len(m["labels"]), m["channels"], m["blocks"], mean, std, stem2d=m.get("stem2d", 0))
@@ -178,8 +198,15 @@ def main() -> None:
     widened_from = None
     start = a.resume_from or ckpt
     resume = a.resume or a.resume_from is not None
-    if resume:
+    from_onnx = resume and start.suffix == ".onnx"
+    prev_info = start.parent / "train_info.json" if from_onnx else start.with_suffix(".json")
+    # a state made from an exported graph has its BatchNorms folded: they stay frozen in every run after
+    freeze_bn = from_onnx or (resume and prev_info.exists() and json.loads(prev_info.read_text()).get("bn_frozen"))
+    if from_onnx:
+        state = state_from_onnx(start, model)  # includes the feature mean/std constants
+    elif resume:
         state = torch.load(start)  # includes the feature mean/std buffers
+    if resume:
         width = state_width(state)
         if width > m["channels"]:
             raise SystemExit(f"{start} has {width} channels, more than the {m['channels']} asked for (--channels)")
@@ -200,7 +227,7 @@ def main() -> None:
     vs = Sampler(val, vcfg, seed=1234)
     vbatches = [vs.batch(64) for _ in range(12)]
 
-    loader = DataLoader(Stream(train, cfg, a.batch, a.seed, rows), batch_size=None, num_workers=a.workers,
+    loader = DataLoader(Stream(train, cfg, a.batch, a.seed, rows, crows), batch_size=None, num_workers=a.workers,
                         prefetch_factor=4 if a.workers else None, persistent_workers=bool(a.workers))
     minutes = a.minutes or m["minutes"]
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-3)
@@ -215,6 +242,10 @@ def main() -> None:
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
+        if freeze_bn:  # BatchNorm statistics are folded into the exported graph: keep them fixed
+            for mod in model.modules():
+                if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                    mod.eval()
         logits = model.logits(f)
         loss = lossf(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         opt.zero_grad()
@@ -253,13 +284,17 @@ def main() -> None:
     checks.update(params=n_params(model), train_steps=step,
                   train_seconds=round(time.time() - t0), corpora=list(corpora), manifests=a.manifest,
                   best_val_balanced_acc_crops=best[0], lr=a.lr, fast_frac=cfg.fast_frac, seed=a.seed,
-                  p_bg=cfg.p_bg, snr=list(cfg.snr),
+                  p_bg=cfg.p_bg, snr=list(cfg.snr), p_chain=cfg.p_chain, chain_copies=copies if cfg.p_chain else 0,
                   batch=a.batch, channels=m["channels"], **({"stem2d": m["stem2d"]} if m.get("stem2d") else {}))
     if widened_from is not None:
         checks["widened_from_channels"] = widened_from
+    if freeze_bn:
+        checks["bn_frozen"] = True
+    if from_onnx:
+        where = start.resolve()
+        checks["resumed_from"] = str(where.relative_to(REPO) if where.is_relative_to(REPO) else where)
     # the history of the runs this one continues travels with the checkpoint (whatever --out was)
     history = ckpt.with_suffix(".json")
-    prev_info = start.with_suffix(".json")
     if not prev_info.exists():
         prev_info = folder / "train_info.json"
     if resume and prev_info.exists():
