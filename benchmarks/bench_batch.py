@@ -3,6 +3,7 @@
     python benchmarks/bench_batch.py make   [--dir /tmp/deeptone-batch]      # the two archives
     python benchmarks/bench_batch.py local  [--sets short,long] [--models vad,all] [--workers 1,2]
     python benchmarks/bench_batch.py ray    [--sets short] [--models vad,all] [--workers 2]
+    python benchmarks/bench_batch.py ray-warm ...   # a local cluster started once, outside the timing
     python benchmarks/bench_batch.py overhead
 
 Archives: ``short`` is 500 FLAC files of 3-60 s (uniform, seeded), ``long`` 20 FLAC files of
@@ -134,7 +135,7 @@ def overhead(root: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["make", "local", "ray", "overhead"])
+    p.add_argument("what", choices=["make", "local", "ray", "ray-warm", "overhead"])
     p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     p.add_argument("--sets", default="short,long")
     p.add_argument("--models", default="vad,all", help="comma-separated; 'all' or names joined with +")
@@ -142,8 +143,16 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1)
     a = p.parse_args()
     make(a.dir)
-    if a.what in ("local", "ray"):
-        bench(a.dir, a.what, a.sets.split(","), a.models.split(","), [int(w) for w in a.workers.split(",")], a.repeats)
+    if a.what == "ray-warm":  # an existing cluster: analyse() uses the initialised Ray as it is
+        import ray
+
+        t = time.perf_counter()
+        ray.init(num_cpus=max(int(w) for w in a.workers.split(",")), include_dashboard=False,
+                 configure_logging=False, log_to_driver=False)
+        print(f"ray.init: {time.perf_counter() - t:.1f} s")
+    if a.what in ("local", "ray", "ray-warm"):
+        kind = "ray" if a.what.startswith("ray") else "local"
+        bench(a.dir, kind, a.sets.split(","), a.models.split(","), [int(w) for w in a.workers.split(",")], a.repeats)
     elif a.what == "overhead":
         overhead(a.dir)
 

@@ -143,3 +143,26 @@ def test_a_stream_still_open_when_the_drain_times_out_is_closed_with_1012(server
     assert code == 1012 and 1.0 < time.monotonic() - start < 10
     assert got and got[0]["message_type"] == "results"
     assert proc.wait(20) == 0
+
+
+def test_ctrl_c_in_a_terminal_stops_every_worker_at_once(speech_wav: Path) -> None:
+    port = free_port()
+    cmd = [sys.executable, "-m", "deeptone_async", "serve", "--port", str(port), "--workers", "2", "--log-level", "warning"]
+    with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert len(children(proc.pid)) == 2
+        with connect(f"ws://127.0.0.1:{port}/stream?models=vad") as ws:
+            ws.send(pcm(speech_wav)[:32000])
+            start = time.monotonic()
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+            _, code = results_until_close(ws)
+        assert code == 1012  # closed now, not after a drain
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and time.monotonic() - start < 15, err
+    assert "Traceback" not in err

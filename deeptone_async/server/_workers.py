@@ -7,8 +7,9 @@ each new connection to a worker that is accepting, and a busy one accepts less. 
 shared between workers but the socket (and prometheus-client's multiprocess folder for
 ``/metrics``); a stream lives in one worker from start to end.
 
-Signals: SIGTERM to the supervisor is passed to every worker, which drains (``_drain.py``);
-SIGINT (Ctrl-C, sent to the whole process group) stops each at once. A worker that dies
+Signals: SIGTERM (or SIGINT) to the supervisor is passed to every worker as SIGTERM, which
+drains it (``_drain.py``); a terminal's Ctrl-C, which reaches every process of the group,
+stops each worker at once. A worker that dies
 while the server runs is replaced. The supervisor returns when every worker has ended.
 """
 
@@ -77,10 +78,14 @@ def supervise(args: argparse.Namespace, workers: int) -> int:
         return p
 
     def forward(signum: int, frame: FrameType | None) -> None:
+        # SIGTERM either way: a Ctrl-C in a terminal reaches the workers itself (they stop at
+        # once, and a SIGTERM after it changes nothing); a SIGINT sent to the supervisor
+        # alone makes them drain. Forwarding SIGINT would make a terminal's Ctrl-C a second
+        # SIGINT, which uvicorn takes as "stop without waiting".
         stopping.append(signum)
         for p in procs:
             if p.is_alive() and p.pid is not None:
-                os.kill(p.pid, signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
+                os.kill(p.pid, signal.SIGTERM)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     failures = 0
