@@ -70,3 +70,21 @@ def test_ray_results_equal_process_file_with_an_error_row_and_resume(
     assert again.analysed + again.failed + again.skipped == 31 and again.analysed > 0
     assert pq.read_table(out / "results").num_rows == rows
     assert rebuild(out) == got
+
+
+def test_ray_jsonl_documents_equal_process_file(cluster: None, archive: Path, engine: Deeptone, tmp_path: Path) -> None:
+    import json
+
+    options = batch.BatchOptions(models=("vad",), include_summary=True, include_transitions=True)
+    out = tmp_path / "run.jsonl"
+    report = batch.analyse([archive], out, options=options, ray=True)
+    assert (report.analysed, report.failed) == (30, 1)
+    docs = {d["file"]: d for d in map(json.loads, out.read_text().splitlines())}
+    assert len(docs) == 31 and docs[str(archive / "r99.wav")]["error"]["type"] == "DecodeError"
+    name = str(archive / "r07.wav")
+    import anyio
+
+    async def want() -> dict:
+        return dict(await engine.process_file(name, ["vad"], include_summary=True, include_transitions=True))
+
+    assert docs[name]["channels"] == anyio.run(want)["channels"]
