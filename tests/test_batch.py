@@ -261,3 +261,16 @@ def test_ctrl_c_stops_the_run_and_resume_finishes_it(longer: Path, tmp_path: Pat
     assert resumed.returncode == 0, resumed.stderr
     assert f"{16 - done} files analysed, 0 failed, {done} skipped" in resumed.stderr
     assert_each_row_once(out, 16)
+
+
+def test_public_names_are_exported_and_importing_loads_nothing_heavy() -> None:
+    import subprocess
+    import sys
+
+    for name in batch.__all__:
+        assert hasattr(batch, name)
+    public = {n for n, v in vars(batch).items() if not n.startswith("_") and not isinstance(v, type(batch))}
+    assert public <= set(batch.__all__)
+    code = "import sys, deeptone_async.batch; print(sorted({'numpy', 'pyarrow', 'ray', 'onnxruntime'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60).stdout
+    assert out.strip() == "[]"
