@@ -155,9 +155,11 @@ class _Progress:
         if show:
             from tqdm import tqdm
 
-            self._bar = tqdm(
-                total=round(total_s / 3600, 4), unit="h", desc="audio", file=sys.stderr, dynamic_ncols=True,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.2f}/{total:.2f} h [{elapsed}<{remaining}] {postfix}",
+            total = round(total_s / 3600, 4)
+            known = "{desc}: {percentage:3.0f}%|{bar}| {n:.2f}/{total:.2f} h [{elapsed}<{remaining}] {postfix}"
+            self._bar = tqdm(  # durations unknown (URIs): hours done and elapsed time, no ETA
+                total=total or None, unit="h", desc="audio", file=sys.stderr, dynamic_ncols=True,
+                bar_format=known if total else "{desc}: {n:.2f} h [{elapsed}] {postfix}",
             )
             self._post()
 
