@@ -162,7 +162,7 @@ def test_serve_command_serves_and_stops_gracefully(stop: signal.Signals) -> None
         proc.kill()
         proc.wait()
     assert proc.returncode == 0, err.decode()
-    assert f"ws://127.0.0.1:{port}/stream" in out.decode()
+    assert f"ws://127.0.0.1:{port}/stream" in out.decode() and f"the live page at http://127.0.0.1:{port}/" in out.decode()
 
 
 def test_the_cli_does_not_import_the_server_extra() -> None:

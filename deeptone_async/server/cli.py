@@ -154,7 +154,11 @@ def run(args: argparse.Namespace) -> int:
         log.warning("serving on %s without an API key: anyone who can reach it can use it", args.host)
     workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
     each = f" ({workers} worker processes)" if workers > 1 else ""
-    print(f"deeptone-async: serving ws://{args.host}:{args.port}/stream{each} (Ctrl-C stops)", flush=True)
+    print(
+        f"deeptone-async: serving ws://{args.host}:{args.port}/stream{each}, "
+        f"the live page at http://{args.host}:{args.port}/ (Ctrl-C stops)",
+        flush=True,
+    )
     if workers > 1:
         from ._workers import supervise
 
