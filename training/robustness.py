@@ -361,9 +361,11 @@ def to_markdown(model: str, res: dict) -> str:
 def summary(folder: Path = OUT) -> str:
     """One markdown page of every ``<folder>/<model>/robustness.json``: the headline figures per
     condition, each with its change from clean in points."""
-    lines = ["# Robustness baselines", "",
+    lines = ["# Robustness of the bundled models", "",
              "Written by `python -m training.robustness --summary` from the `robustness.json` of each "
-             "model folder here (each folder's `robustness.md` has its command and clip counts).", ""]
+             "model folder here (each folder's `robustness.md` has its command and clip counts). Where a model "
+             "was retrained since the first measurement, its folder's `baseline.json` / `baseline.md` keep the "
+             "figures of the model it replaced.", ""]
     for f in sorted(folder.glob("*/robustness.json")):
         res = json.loads(f.read_text())
         heads = res["headline"]

@@ -62,13 +62,13 @@ def misses(model: str, res: dict) -> list[str]:
     for metric in PRIMARY.get(model, ()):
         for cond, limit in RELATIVE.items():
             if cond in heads and metric in clean:
-                drop = 100 * (clean[metric] - heads[cond][metric])
+                drop = round(100 * (clean[metric] - heads[cond][metric]), 6)  # 0.975 - 0.945 is 3 points
                 if drop > limit:
                     out.append(f"{cond} {metric} {heads[cond][metric]:.4f} is {drop:.1f} points under clean "
                                f"(target: within {limit:g}; missed by {drop - limit:.1f})")
     for (cond, metric), floor in ABSOLUTE.get(model, {}).items():
         v = heads.get(cond, {}).get(metric)
-        if v is not None and v < floor:
+        if v is not None and round(v, 6) < floor:
             out.append(f"{cond} {metric} {v:.4f} < {floor} (missed by {100 * (floor - v):.1f} points)")
     return out
 

@@ -37,3 +37,7 @@ def test_section_has_every_condition_and_the_command(tmp_path: Path) -> None:
 def test_every_model_has_a_committed_section() -> None:
     for model in PRIMARY:
         assert "Not measured" not in robustness_section(model), model
+
+
+def test_a_drop_of_exactly_the_limit_is_met() -> None:
+    assert not [m for m in misses("gender", _res(0.975, 0.945, 0.97)) if "points under clean" in m]
