@@ -17,7 +17,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from .data import SPEECH_CORPORA, data_root, read_manifest
+from .data import REPO, SPEECH_CORPORA, data_root, read_manifest
 from .evaluate import MODELS_DIR
 from .robustness_card import robustness_section
 
@@ -150,13 +150,14 @@ def replaced_text(ev: dict, old: dict, old_corpora: list[str]) -> str:
     """Gender: this model next to the one it replaced (``eval_replaced.json``: the replaced graph
     evaluated by the same command), on all corpora, on the previous card's corpora and per corpus."""
     a, b = subset_clips(ev, old_corpora), subset_clips(old, old_corpora)
-    lines = [f"Compared with the model this one replaced (`eval_replaced.json`: `{old['command']}`), clips, "
-             "this model / the replaced one:", "",
+    lines = [(f"Compared with the model this one replaced (`eval_replaced.json`: `{old['command']}`), clips, "
+              "this model / the replaced one:"), "",
              "| clips of | n | accuracy | balanced acc. |", "|---|---|---|---|",
-             f"| all corpora above | {ev['clips']['n']} | {ev['clips']['accuracy']:.4f} / {old['clips']['accuracy']:.4f} "
-             f"| {ev['clips']['balanced_accuracy']:.4f} / {old['clips']['balanced_accuracy']:.4f} |",
-             f"| the previous card's corpora ({', '.join(old_corpora)}) | {a['n']} | {a['accuracy']:.4f} / "
-             f"{b['accuracy']:.4f} | {a['balanced_accuracy']:.4f} / {b['balanced_accuracy']:.4f} |"]
+             (f"| all corpora above | {ev['clips']['n']} | {ev['clips']['accuracy']:.4f} / "
+              f"{old['clips']['accuracy']:.4f} | {ev['clips']['balanced_accuracy']:.4f} / "
+              f"{old['clips']['balanced_accuracy']:.4f} |"),
+             (f"| the previous card's corpora ({', '.join(old_corpora)}) | {a['n']} | {a['accuracy']:.4f} / "
+              f"{b['accuracy']:.4f} | {a['balanced_accuracy']:.4f} / {b['balanced_accuracy']:.4f} |")]
     for c, d in ev["clips_by_corpus"].items():
         o = old["clips_by_corpus"].get(c)
         if o:
