@@ -48,7 +48,7 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (limit, resource.getrlimit(resource.R
 from deeptone_async.server import ServerSettings, create_app, serve
 serve(create_app(settings=ServerSettings(**settings)), port=port, log_level="error")
 """
-PARTIAL = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+PARTIAL = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # no blank line: the headers never end
 PROBE_TIMEOUT_S = 2.0
 
 
@@ -100,6 +100,12 @@ def open_fds(pid: int) -> int:
 
 
 def start_server(port: int, fd_limit: int, settings: dict[str, Any], log: Any) -> subprocess.Popen[bytes]:
+    """The server in a subprocess under ``RLIMIT_NOFILE`` ``fd_limit``, its stderr into ``log``
+    (a binary file), once ``/health`` answers; ``tests/test_server_abuse.py`` uses it too.
+
+    Raises:
+        RuntimeError: it did not answer within 30 s (with the end of its log).
+    """
     cmd = [sys.executable, "-c", LAUNCHER, str(fd_limit), str(port), json.dumps(settings)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 30
@@ -110,7 +116,19 @@ def start_server(port: int, fd_limit: int, settings: dict[str, Any], log: Any) -
         except httpx.HTTPError:
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError("the server did not start")
+    proc.wait()
+    log.seek(0)
+    raise RuntimeError(f"the server did not start: {log.read().decode(errors='replace')[-2000:]}")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate the server, killing it if it does not stop within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def cpu_s(pid: int) -> float:
@@ -259,11 +277,7 @@ def main() -> int:
             time.sleep(0.5)
             rep.rss_after_mb = rss_mb(proc.pid)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
         log.seek(0)
         rep.accept_errors = log.read().decode(errors="replace").count("out of system resource")
     doc = asdict(rep)

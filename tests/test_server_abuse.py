@@ -11,12 +11,12 @@ import json
 import resource
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 import httpx
@@ -26,17 +26,12 @@ from deeptone_async import Deeptone
 from deeptone_async.errors import ParameterError
 from deeptone_async.server import ServerSettings, running_server
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from bench_abuse import PARTIAL, start_server, stop_server  # noqa: E402  (the benchmark's server launcher)
+
 FD_LIMIT = 256
 HEADER_TIMEOUT_S = 2.0
 ATTACKERS = 300
-LAUNCHER = """
-import json, resource, sys
-limit, port, settings = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
-resource.setrlimit(resource.RLIMIT_NOFILE, (limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-from deeptone_async.server import ServerSettings, create_app, serve
-serve(create_app(settings=ServerSettings(**settings)), port=port, log_level="warning")
-"""
-PARTIAL = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # no blank line: the headers never end
 
 
 @dataclass
@@ -65,31 +60,12 @@ def server() -> Iterator[Server]:
     if soft < 2 * ATTACKERS:  # this process holds the attackers' sockets
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4 * ATTACKERS), hard))
     port = free_port()
-    settings = json.dumps({"header_timeout_s": HEADER_TIMEOUT_S})
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER, str(FD_LIMIT), str(port), settings],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-        srv = Server(port, log)
+        proc = start_server(port, FD_LIMIT, {"header_timeout_s": HEADER_TIMEOUT_S}, log)
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    httpx.get(f"{srv.url}/health", timeout=1).raise_for_status()
-                    break
-                except httpx.HTTPError:
-                    assert proc.poll() is None and time.monotonic() < deadline, srv.log_text()
-                    time.sleep(0.05)
-            yield srv
+            yield Server(port, log)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_server(proc)
 
 
 @dataclass
