@@ -24,7 +24,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .pipeline import Pipeline, ResultStream
 from .registry import ModelHandles, ModelRegistry, bundled_specs
 from .results import AnalysisResult
-from .sources.base import IterableSource, Source, as_source
+from .sources.base import Source, as_source
 from .sources.file import FileSource, ProgressCallback
 from .sources.memory import ArraySource
 from .spec import ModelSpec
@@ -37,9 +37,6 @@ __all__ = ["Deeptone", "DEFAULT_VOLUME_THRESHOLD"]
 DEFAULT_VOLUME_THRESHOLD = 0.005
 #: Per event loop: each engine's stream batcher (a RunVar lives as long as its loop runs).
 _BATCHERS: RunVar[weakref.WeakKeyDictionary[Deeptone, StreamBatcher]] = RunVar("deeptone_async_batchers")
-#: In-memory bytes are handed to the pipeline in pieces of this size (16 s of 16 kHz
-#: 16-bit mono), so conversion and resampling work on bounded blocks.
-MEMORY_CHUNK_BYTES = 1 << 19
 #: Most samples (all channels) of an in-memory array converted at once (16 MB as float32).
 MEMORY_BLOCK_SAMPLES = 1 << 22
 ModelsArg = Sequence[str | ModelSpec] | str | ModelSpec | None
@@ -350,9 +347,10 @@ class Deeptone:
             raise ParameterError(f"rate_in must be a positive int sample rate, got {rate_in!r}")
         self.limits.check_rate(int(rate_in), "rate_in")
         if isinstance(data, (bytes, bytearray, memoryview)):
+            # 16-bit little-endian mono PCM, viewed (not copied) as samples; a torn last byte
+            # is dropped, as a stream drops it; then the array path below
             view = memoryview(data).cast("B")
-            pieces = (view[lo : lo + MEMORY_CHUNK_BYTES] for lo in range(0, len(view), MEMORY_CHUNK_BYTES))
-            return IterableSource(pieces, AudioFormat(int(rate_in)))
+            data = np.frombuffer(view[: len(view) - len(view) % 2], dtype="<i2")
         if isinstance(data, np.ndarray):
             # pieces as long as a file block: one conversion and one inference hop per 16 s
             # (at most MEMORY_BLOCK_SAMPLES samples of all channels: bounded at any rate)
