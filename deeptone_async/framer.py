@@ -94,7 +94,7 @@ class Framer:
         n = self._held_samples // FRAME_SAMPLES
         n -= n % self._min
         if n == 0:
-            if samples.base is not None or not samples.flags.owndata:
+            if not samples.flags.owndata:
                 self._held[-1] = samples.copy()  # the caller's buffer may be reused
             return []
         buf = self._take()
