@@ -198,14 +198,23 @@ class Aggregator:
         self._logs = [{s.key: FrameLog() for s in self._specs} for _ in range(channels)] if keep_log else None
         self._pending: dict[str, Any] | None = None  # frames of the period in progress
         self._next_period = 0
+        self._maps: dict[str, Any] = {}  # SpeakerMap: decided by online clustering, per channel
+        if any(s.kind == "embedding" for s in self._specs):
+            from .speaker_map import SpeakerMapper
+
+            self._maps = {s.key: SpeakerMapper(s, channels) for s in self._specs if s.kind == "embedding"}
 
     def push(self, block: FrameBlock, outputs: FrameOutputs) -> list[list[dict[str, Any]]]:
         """Results of the periods that ``block`` completes: ``[channel][period]``."""
         assert block.silent is not None, "the gate must run before the aggregator"
         frames: dict[str, Any] = {"valid": block.valid, "silent": block.silent}
         for spec in self._specs:
-            labels, conf = decide(spec, outputs.probs[spec.key], block.silent, outputs.speech)
-            frames[spec.key] = (labels, conf, outputs.probs[spec.key])
+            if spec.key in self._maps:  # labels, conf, scores, speaker count, slots in use
+                frames[spec.key] = self._maps[spec.key].push(outputs.probs[spec.key], block.silent, outputs.speech)
+                labels, conf = frames[spec.key][:2]
+            else:
+                labels, conf = decide(spec, outputs.probs[spec.key], block.silent, outputs.speech)
+                frames[spec.key] = (labels, conf, outputs.probs[spec.key])
             if self._logs is not None:
                 for c in range(self._channels):
                     self._logs[c][spec.key].append(labels[c], conf[c], block.valid)
@@ -226,7 +235,10 @@ class Aggregator:
     def summary(self, channel: int) -> dict[str, dict[str, float]]:
         """Summary fractions per model for ``channel`` (needs ``keep_log``)."""
         assert self._logs is not None
-        return {s.key: summarise(s, self._logs[channel][s.key]) for s in self._specs}
+        out = {s.key: summarise(s, self._logs[channel][s.key]) for s in self._specs}
+        for key, mapper in self._maps.items():
+            out[key] = mapper.trim_summary(channel, out[key])
+        return out
 
     def transitions(self, channel: int) -> dict[str, list[dict[str, Any]]]:
         """Transitions per model for ``channel`` (needs ``keep_log``)."""
@@ -243,7 +255,7 @@ class Aggregator:
             silent = frames["silent"][c].reshape(n_periods, k)
             decided = {}
             for spec in self._specs:
-                labels, conf, probs = (x[c] for x in frames[spec.key])
+                labels, conf, probs = (x[c] for x in frames[spec.key][:3])
                 decided[spec.key] = _periods(
                     spec, labels.reshape(n_periods, k), conf.reshape(n_periods, k), weights,
                     probs.reshape(n_periods, k, -1), silent,
@@ -259,6 +271,9 @@ class Aggregator:
                         spec.key: {lab: _r(decided[spec.key][2][p, i]) for i, lab in enumerate(spec.labels)}
                         for spec in self._specs
                     }
+                for key, mapper in self._maps.items():
+                    counts, used = (x[c].reshape(n_periods, k)[p, -1] for x in frames[key][3:])
+                    mapper.period(item["results"][key], item.get("raw", {}).get(key), counts, used)
                 items.append(item)
             results.append(items)
         return results

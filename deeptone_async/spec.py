@@ -20,6 +20,12 @@ the model (see :mod:`deeptone_async.inference`):
 ``"silero"``
     The Silero VAD v5 graph as published (``input``, ``state``, ``sr`` -> ``output``,
     ``stateN``): the same steps, one ONNX call each.
+``"embedding"``
+    Fed like ``"logmel"``, but the output is ``(batch, n, extra["dim"])`` float32, an
+    L2-normalised voice embedding per frame; the labels are speaker slots that
+    :mod:`deeptone_async.speaker_map` fills per stream (SpeakerMap). In ``spec.json``,
+    ``"embedding"`` names a JSON file with ``dim`` and ``version`` and ``"clustering"``
+    holds the map's parameters; both land in :attr:`ModelSpec.extra`.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from .errors import ModelError
 
 __all__ = ["ModelSpec", "RUNNER_KINDS"]
 
-RUNNER_KINDS = ("logmel", "silero_seq", "silero")
+RUNNER_KINDS = ("logmel", "silero_seq", "silero", "embedding")
 
 _ALLOWED_KEYS = {
     "name",
@@ -41,6 +47,7 @@ _ALLOWED_KEYS = {
     "kind",
     "labels",
     "onnx",
+    "onnx_8k",
     "receptive_field_ms",
     "context_frames",
     "unknown_threshold",
@@ -48,6 +55,8 @@ _ALLOWED_KEYS = {
     "speech_label",
     "card",
     "description",
+    "embedding",
+    "clustering",
 }
 
 
@@ -71,6 +80,8 @@ class ModelSpec:
             probability is the speech probability.
         card: path of the model card (markdown), if any.
         description: one line for listings.
+        onnx_8k: for ``"silero_seq"``: the 8 kHz branch's graph, run for 8 kHz input
+            (:mod:`deeptone_async.narrowband`); ``None``: 8 kHz input takes the 16 kHz graph.
     """
 
     name: str
@@ -85,6 +96,7 @@ class ModelSpec:
     speech_label: str | None = None
     card: Path | None = None
     description: str = ""
+    onnx_8k: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -101,6 +113,8 @@ class ModelSpec:
             raise ModelError(f"model {self.name!r}: context_frames must be >= 0")
         if self.unknown_threshold is not None and not 0.0 <= self.unknown_threshold <= 1.0:
             raise ModelError(f"model {self.name!r}: unknown_threshold must lie in [0, 1]")
+        if self.kind == "embedding" and not (isinstance(self.extra.get("dim"), int) and isinstance(self.extra.get("version"), int)):
+            raise ModelError(f"embedding model {self.name!r}: extra must hold the int 'dim' and 'version' of its embedding")
 
     @property
     def output_labels(self) -> tuple[str, ...]:
@@ -128,6 +142,13 @@ class ModelSpec:
         unknown = set(data) - _ALLOWED_KEYS
         if unknown:
             raise ModelError(f"{path}: unknown fields {sorted(unknown)}")
+        extra: dict[str, Any] = {}
+        if data.get("embedding"):
+            try:
+                emb = json.loads((folder / data["embedding"]).read_text(encoding="utf-8"))
+                extra = {"dim": int(emb["dim"]), "version": int(emb["version"]), "clustering": data.get("clustering", {})}
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ModelError(f"{path}: cannot read its embedding file: {exc!r}") from exc
         try:
             return cls(
                 name=data["name"],
@@ -142,6 +163,8 @@ class ModelSpec:
                 speech_label=data.get("speech_label"),
                 card=(folder / data["card"]) if data.get("card") else None,
                 description=data.get("description", ""),
+                onnx_8k=(folder / data["onnx_8k"]) if data.get("onnx_8k") else None,
+                extra=extra,
             )
         except KeyError as exc:
             raise ModelError(f"{path}: missing field {exc.args[0]!r}") from exc
