@@ -7,12 +7,17 @@ Decisions, for each model and each 64 ms frame, in this order:
    below 0.5 (confidence: 1 - that probability);
 3. ``unknown`` where the model's top probability is below its ``unknown_threshold``
    (confidence: that top probability);
-4. otherwise the model's top label and its probability.
+4. otherwise the model's top label and its probability; for a multi-label model (one
+   independent score per label, ``spec.multi_label``: AudioEvent) the label its rule picks
+   (:mod:`deeptone_async.multilabel`: an event label above its threshold, else the first
+   background label above its threshold, else the background label closest to its own)
+   and that label's score.
 
 A period result (one per ``output_period``) takes the label that covers most of the
 period's audio, ties going to the label with the higher summed confidence; its confidence
 is the mean confidence of the frames with that label. Its raw values are the mean model
-probabilities over the period's non-silent frames (over all its frames when all are silent).
+probabilities over the period's non-silent frames (over all its frames when all are silent);
+a multi-label model's are its independent scores, which need not add up to 1.
 
 Summary fractions and transitions are computed from the frame decisions, weighted by each
 frame's real duration, so they cover the input exactly (the last frame may be shorter than
@@ -54,8 +59,10 @@ def decide(
     Shapes: ``probs`` ``(..., K)``, ``silent`` and ``speech`` ``(...)``. Pure function.
     """
     out_labels = spec.output_labels
-    labels: IntArray = probs.argmax(axis=-1).astype(np.int64)
-    conf: Float32 = probs.max(axis=-1).astype(np.float32)
+    if spec.multi_label is not None:
+        labels, conf = spec.multi_label.decide(probs)
+    else:
+        labels, conf = probs.argmax(axis=-1).astype(np.int64), probs.max(axis=-1).astype(np.float32)
     if spec.unknown_threshold is not None:
         low = conf < spec.unknown_threshold
         labels[low] = out_labels.index("unknown")

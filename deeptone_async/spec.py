@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
+from .multilabel import MultiLabel
 
 __all__ = ["ModelSpec", "RUNNER_KINDS"]
 
@@ -57,6 +58,7 @@ _ALLOWED_KEYS = {
     "description",
     "embedding",
     "clustering",
+    "multi_label",
 }
 
 
@@ -80,6 +82,8 @@ class ModelSpec:
             probability is the speech probability.
         card: path of the model card (markdown), if any.
         description: one line for listings.
+        multi_label: for a model with one independent score per label (AudioEvent), its
+            thresholds and decision rule (:mod:`deeptone_async.multilabel`); else ``None``.
         onnx_8k: for ``"silero_seq"``: the 8 kHz branch's graph, run for 8 kHz input
             (:mod:`deeptone_async.narrowband`); ``None``: 8 kHz input takes the 16 kHz graph.
     """
@@ -96,6 +100,7 @@ class ModelSpec:
     speech_label: str | None = None
     card: Path | None = None
     description: str = ""
+    multi_label: MultiLabel | None = None
     onnx_8k: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -113,6 +118,8 @@ class ModelSpec:
             raise ModelError(f"model {self.name!r}: context_frames must be >= 0")
         if self.unknown_threshold is not None and not 0.0 <= self.unknown_threshold <= 1.0:
             raise ModelError(f"model {self.name!r}: unknown_threshold must lie in [0, 1]")
+        if self.multi_label is not None:
+            self.multi_label.check(len(self.labels), self.name)
         if self.kind == "embedding" and not (isinstance(self.extra.get("dim"), int) and isinstance(self.extra.get("version"), int)):
             raise ModelError(f"embedding model {self.name!r}: extra must hold the int 'dim' and 'version' of its embedding")
 
@@ -165,6 +172,8 @@ class ModelSpec:
                 description=data.get("description", ""),
                 onnx_8k=(folder / data["onnx_8k"]) if data.get("onnx_8k") else None,
                 extra=extra,
+                multi_label=MultiLabel.from_json(data["multi_label"], data["labels"], data["name"])
+                if "multi_label" in data else None,
             )
         except KeyError as exc:
             raise ModelError(f"{path}: missing field {exc.args[0]!r}") from exc
