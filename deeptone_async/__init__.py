@@ -20,11 +20,14 @@ from .errors import DecodeError as DecodeError
 from .errors import DeeptoneError as DeeptoneError
 from .errors import DeviceError as DeviceError
 from .errors import ModelError as ModelError
+from .errors import NotEnoughSpeechError as NotEnoughSpeechError
 from .errors import ParameterError as ParameterError
 from .errors import ServerError as ServerError
+from .errors import SignatureVersionError as SignatureVersionError
 from .errors import SinkError as SinkError
 from .errors import SourceError as SourceError
 from .errors import UnknownModelError as UnknownModelError
+from .errors import VoiceSignatureError as VoiceSignatureError
 
 if typing.TYPE_CHECKING:
     from .audio import AudioFormat as AudioFormat
@@ -56,6 +59,9 @@ __all__ = [
     "SourceError",
     "StreamStats",
     "UnknownModelError",
+    "NotEnoughSpeechError",
+    "SignatureVersionError",
+    "VoiceSignatureError",
     "__version__",
 ]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -28,6 +28,7 @@ from .sources.base import Source, as_source
 from .sources.file import FileSource, ProgressCallback
 from .sources.memory import ArraySource
 from .spec import ModelSpec
+from .voice_signatures import apply_signatures
 
 if TYPE_CHECKING:
     from ._smoothed import SmoothingArg
@@ -183,6 +184,7 @@ class Deeptone:
         volume_threshold: float = DEFAULT_VOLUME_THRESHOLD,
         *,
         smoothing: SmoothingArg = None,
+        voice_signatures: Mapping[str, Any] | None = None,
     ) -> ResultStream:
         """Analyse a stream, yielding a result every ``output_period`` ms.
 
@@ -204,6 +206,9 @@ class Deeptone:
                 Causal; each result is delayed until its smoothed label is final, at most
                 ``pad_ms + min_duration_ms + min_gap_ms`` (480 ms with the defaults),
                 rounded up to the output period (:func:`deeptone_async.events.smooth`).
+            voice_signatures: ``{speaker_id: signature}`` from
+                :meth:`create_voice_signatures`: SpeakerMap names these speakers and
+                numbers the others (:mod:`deeptone_async.speaker_map`).
 
         Returns:
             A :class:`~deeptone_async.pipeline.ResultStream`; iterate it with
@@ -211,13 +216,15 @@ class Deeptone:
             (with ``smoothing``, up to the end of its period plus the delay above).
 
         Raises:
-            ParameterError: bad ``output_period``, ``volume_threshold`` or ``smoothing``
-                (at the call).
+            ParameterError: bad ``output_period``, ``volume_threshold``, ``smoothing`` or
+                ``voice_signatures`` (at the call).
+            SignatureVersionError: a signature of another SpeakerMap version (at the call).
             UnknownModelError: a model that is not registered (at the call).
             AudioFormatError, DecodeError, SourceError: from ``async for``, after every
                 result computed before the fault.
         """
         specs, plan, period, threshold = self._prepare(models, output_period, volume_threshold)
+        specs = apply_signatures(specs, voice_signatures)
         rules = None
         if smoothing is not None and smoothing is not False:
             from ._smoothed import resolve_smoothing
@@ -244,6 +251,7 @@ class Deeptone:
         volume_threshold: float = DEFAULT_VOLUME_THRESHOLD,
         *,
         progress: ProgressCallback | None = None,
+        voice_signatures: Mapping[str, Any] | None = None,
     ) -> AnalysisResult:
         """Analyse an audio file; every channel separately unless ``channel`` picks one.
 
@@ -254,7 +262,7 @@ class Deeptone:
         threads; the event loop is never blocked.
 
         ``progress(frames_decoded, frames_total)`` is called after each decoded block
-        (for progress bars).
+        (for progress bars). ``voice_signatures`` are :meth:`process_stream`'s.
 
         Returns:
             ``{"channels": {"0": {"time_series": [...], "summary": {...},
@@ -268,6 +276,7 @@ class Deeptone:
             ParameterError, UnknownModelError: bad arguments.
         """
         specs, plan, period, threshold = self._prepare(models, output_period, volume_threshold)
+        specs = apply_signatures(specs, voice_signatures)
         # one decoded block is one inference block (16 s at 16 kHz): fewer thread hops, and
         # models with a long context recompute it once per 16 s rather than once per 4 s
         block = MAX_BLOCK_FRAMES * FRAME_SAMPLES if use_chunking else None
@@ -286,6 +295,8 @@ class Deeptone:
         include_transitions: bool = False,
         include_raw_values: bool = False,
         volume_threshold: float = DEFAULT_VOLUME_THRESHOLD,
+        *,
+        voice_signatures: Mapping[str, Any] | None = None,
     ) -> AnalysisResult:
         """Analyse audio in memory; same output as :meth:`process_file`.
 
@@ -293,12 +304,14 @@ class Deeptone:
             data: numpy samples (int8/16/32, uint8/16/32, float32/64; 1-D mono or
                 ``(frames, channels)``), or bytes of 16-bit little-endian mono PCM.
             rate_in: the sample rate of ``data``; other rates than 16 kHz are resampled.
+            voice_signatures: as for :meth:`process_stream`.
 
         Raises:
             AudioFormatError: unsupported dtype or shape, NaN/inf in float input.
             ParameterError, UnknownModelError: bad arguments.
         """
         specs, plan, period, threshold = self._prepare(models, output_period, volume_threshold)
+        specs = apply_signatures(specs, voice_signatures)
         source = self._memory_source(data, rate_in)
         return await self._analyse(
             source, specs, plan, period, threshold, include_summary, include_transitions, include_raw_values
@@ -339,6 +352,30 @@ class Deeptone:
         if include_raw_values:
             out["raw"] = final[0]["raw"] if final else {}
         return out
+
+    async def create_voice_signatures(
+        self, speaker_samples: Sequence[Mapping[str, Any]], voice_signatures: Mapping[str, Any] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Enrol speakers for SpeakerMap: ``{speaker_id: {"version": int, "data": base64}}``.
+
+        Args:
+            speaker_samples: ``[{"speaker_id": "alice", "audio": ...}]``; ``audio`` is 1-10 s
+                of the speaker, a 1-D numpy array at 16 kHz (any supported dtype) or the
+                path of an audio file (any rate; its first channel).
+            voice_signatures: signatures made before: returned too, and a sample of a
+                speaker already in them adds to that speaker's signature.
+
+        Blocks only in worker threads (decoding, inference).
+
+        Raises:
+            NotEnoughSpeechError: a sample with less than 1 s of speech (or of audio).
+            ParameterError: a malformed sample, more than 10 s of audio, a bad speaker id.
+            SignatureVersionError: a signature of another SpeakerMap model version.
+            UnknownModelError: the engine has no SpeakerMap model.
+        """
+        from .voice_signatures import create_voice_signatures
+
+        return await create_voice_signatures(self, speaker_samples, voice_signatures)
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -12,6 +12,9 @@ class also derives from the built-in, so ``except ValueError`` keeps working::
     │   └── DeviceError                  the microphone could not be opened or failed
     ├── ModelError                       a model spec or ONNX file is unusable
     │   └── UnknownModelError (ValueError)  a model name that is not registered
+    ├── VoiceSignatureError (ValueError)  a voice signature cannot be made or used
+    │   ├── NotEnoughSpeechError         a speaker sample holds less than 1 s of speech
+    │   └── SignatureVersionError        a signature made by another SpeakerMap model version
     ├── SinkError                        a sink could not write a result
     └── ServerError                      a streaming server refused or ended a stream (client)
 
@@ -35,6 +38,9 @@ __all__ = [
     "SinkError",
     "SourceError",
     "UnknownModelError",
+    "VoiceSignatureError",
+    "NotEnoughSpeechError",
+    "SignatureVersionError",
 ]
 
 
@@ -106,3 +112,47 @@ class ServerError(DeeptoneError):
         super().__init__(message)
         self.code = code
         self.error = error
+
+
+class VoiceSignatureError(DeeptoneError, ValueError):
+    """A voice signature that cannot be made or used (malformed, bad speaker sample)."""
+
+
+class NotEnoughSpeechError(VoiceSignatureError):
+    """A speaker sample for :meth:`~deeptone_async.Deeptone.create_voice_signatures` holds
+    less speech than a signature needs.
+
+    Attributes:
+        speaker_id: the sample's speaker.
+        speech_ms: the speech the speech detector found in it, in ms.
+        needed_ms: the speech a signature needs, in ms.
+    """
+
+    def __init__(self, speaker_id: str, speech_ms: int, needed_ms: int) -> None:
+        self.speaker_id = speaker_id
+        self.speech_ms = speech_ms
+        self.needed_ms = needed_ms
+        super().__init__(
+            f"the sample of speaker {speaker_id!r} holds {speech_ms} ms of speech; a voice signature "
+            f"needs at least {needed_ms} ms (give 1-10 s of audio in which the speaker talks)"
+        )
+
+
+class SignatureVersionError(VoiceSignatureError):
+    """A voice signature made by another version of the SpeakerMap model's embedding.
+
+    Attributes:
+        speaker_id: the signature's speaker.
+        version: the signature's version.
+        expected: the version of the engine's SpeakerMap model.
+    """
+
+    def __init__(self, speaker_id: str, version: object, expected: int) -> None:
+        self.speaker_id = speaker_id
+        self.version = version
+        self.expected = expected
+        super().__init__(
+            f"the voice signature of {speaker_id!r} has version {version!r}, but this engine's SpeakerMap "
+            f"model makes version {expected}: signatures of another model version do not compare; "
+            "enrol the speaker again with create_voice_signatures"
+        )

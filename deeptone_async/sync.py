@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -82,20 +82,29 @@ class Deeptone:
         volume_threshold: float = DEFAULT_VOLUME_THRESHOLD,
         *,
         smoothing: SmoothingArg = None,
+        voice_signatures: Mapping[str, Any] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """A plain generator of results over a plain generator (or any source) of audio.
 
         The input generator is advanced in a worker thread, so it may block (e.g. wait for
         a microphone buffer). Closing the returned generator stops the stream.
-        ``smoothing`` is :meth:`deeptone_async.Deeptone.process_stream`'s.
+        ``smoothing`` and ``voice_signatures`` are :meth:`deeptone_async.Deeptone.process_stream`'s.
 
         Raises:
-            ParameterError, UnknownModelError: at the call.
+            ParameterError, UnknownModelError, SignatureVersionError: at the call.
         """
         stream = self.engine.process_stream(
-            input_generator, models, output_period, include_raw_values, volume_threshold, smoothing=smoothing
+            input_generator, models, output_period, include_raw_values, volume_threshold,
+            smoothing=smoothing, voice_signatures=voice_signatures,
         )
         return self._iterate(stream)
+
+    def create_voice_signatures(
+        self, speaker_samples: Sequence[Mapping[str, Any]], voice_signatures: Mapping[str, Any] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Blocking :meth:`deeptone_async.Deeptone.create_voice_signatures`."""
+        call = functools.partial(self.engine.create_voice_signatures, speaker_samples, voice_signatures)
+        return self._portal.call(call)
 
     def _iterate(self, stream: ResultStream) -> Iterator[dict[str, Any]]:
         try:
