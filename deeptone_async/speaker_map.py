@@ -71,6 +71,8 @@ __all__ = ["Clustering", "SpeakerMapper", "SpeakerTracker", "is_speaker_map", "w
 IntArray = npt.NDArray[np.int64]
 _NEW = -2  # a vote for a new speaker
 _NONE = -1
+#: Frames between refreshes of the centroids the similarities are computed with (0.5 s).
+REFRESH_FRAMES = 8
 
 
 def is_speaker_map(spec: ModelSpec) -> bool:
@@ -130,6 +132,11 @@ def with_known_speakers(spec: ModelSpec, known: Mapping[str, Float32]) -> ModelS
 class SpeakerTracker:
     """Online, causal clustering of one channel's frame embeddings (one per stream).
 
+    Centroids used for the similarities are refreshed every :data:`REFRESH_FRAMES` frames
+    of stream time (and when a speaker is created), so similarities are computed a segment
+    at a time; the refresh points depend only on the frame index, so any chunking of the
+    audio gives the same labels.
+
     Args:
         spec: the SpeakerMap spec (from :func:`with_known_speakers` when signatures name
             known speakers); its labels are the slots: known speakers, then the numbered.
@@ -144,17 +151,22 @@ class SpeakerTracker:
         dim = int(spec.extra["dim"])
         slots = len(spec.labels)
         self._sum = np.zeros((slots, dim), np.float64)
-        self._cent = np.zeros((slots, dim), np.float32)  # normalised
+        self._cent = np.zeros((slots, dim), np.float32)  # normalised, as of the last refresh
         self._weight = np.zeros(slots, np.float64)
+        self._dirty: set[int] = set()
         for i, vec in enumerate(known.values()):
-            self._set(i, np.asarray(vec, np.float64), float(min(self.cfg.centroid_frames, 100)))
+            self._sum[i] = np.asarray(vec, np.float64) * min(self.cfg.centroid_frames, 100)
+            self._weight[i] = min(self.cfg.centroid_frames, 100)
+            self._dirty.add(i)
+        self._refresh()
         self.numbered = 0
-        self.heard = np.zeros(slots, bool)
+        self.heard = [False] * slots
         self.count = 0
         self.current = _NONE
         self._pending = _NONE
         self._pending_len = 0
         self._pending_sum = np.zeros(dim, np.float64)
+        self._frame = 0  # frames seen so far
         self._window = spec.context_frames + 1
         self._speech_hist = np.zeros(self._window - 1, np.int64)
         out = spec.output_labels
@@ -167,42 +179,43 @@ class SpeakerTracker:
         """Slots in use: the known speakers and the numbered ones created so far."""
         return self.n_known + self.numbered
 
-    def _set(self, slot: int, total: npt.NDArray[np.float64], weight: float) -> None:
-        norm = float(np.linalg.norm(total))
-        self._sum[slot] = total / max(norm, 1e-12) * weight
-        self._weight[slot] = weight
-        self._cent[slot] = (total / max(norm, 1e-12)).astype(np.float32)
+    def _refresh(self) -> None:
+        """Cap the weights of the centroids that moved and renormalise them."""
+        cap = self.cfg.centroid_frames
+        for slot in self._dirty:
+            if self._weight[slot] > cap:
+                self._sum[slot] *= cap / self._weight[slot]
+                self._weight[slot] = cap
+            norm = float(np.linalg.norm(self._sum[slot]))
+            self._cent[slot] = (self._sum[slot] / max(norm, 1e-12)).astype(np.float32)
+        self._dirty.clear()
 
     def _update(self, slot: int, emb: Float32) -> None:
         self._sum[slot] += emb
         self._weight[slot] += 1.0
-        if self._weight[slot] > self.cfg.centroid_frames:
-            self._sum[slot] *= self.cfg.centroid_frames / self._weight[slot]
-            self._weight[slot] = self.cfg.centroid_frames
-        norm = float(np.linalg.norm(self._sum[slot]))
-        self._cent[slot] = (self._sum[slot] / max(norm, 1e-12)).astype(np.float32)
+        self._dirty.add(slot)
 
-    def _vote(self, sims: Float32, usable: bool) -> int:
+    def _vote(self, sims: list[float], usable: bool) -> int:
         if not usable:
             return _NONE
-        if sims.shape[0] == 0:
+        if not sims:
             return _NEW
-        best = int(np.argmax(sims))
+        best = max(range(len(sims)), key=sims.__getitem__)
         if sims[best] >= self.cfg.assign:
             return best
         if sims[best] < self.cfg.new:
             return _NEW
         return _NONE
 
-    def _advance(self, vote: int, emb: Float32) -> None:
-        """Move the current speaker by one speech frame's vote."""
+    def _advance(self, vote: int, emb: Float32) -> bool:
+        """Move the current speaker by one speech frame's vote; whether a speaker was created."""
         cfg = self.cfg
         if vote == _NONE:
-            return
+            return False
         if vote == self.current:
             self._pending, self._pending_len = _NONE, 0
             self._update(vote, emb)
-            return
+            return False
         if vote == self._pending:
             self._pending_len += 1
         else:
@@ -210,19 +223,25 @@ class SpeakerTracker:
             self._pending_sum[:] = 0.0
         if vote == _NEW:
             self._pending_sum += emb
-            if self._pending_len >= cfg.min_new_frames:
-                if self.numbered < self.cap:
-                    slot = self.n_known + self.numbered
-                    self.numbered += 1
-                    self._set(slot, self._pending_sum.copy(), float(self._pending_len))
-                    self.current = slot
-                else:  # past the cap: this voice is nobody we may name
-                    self.current = _NONE
-                self._pending, self._pending_len = _NONE, 0
-        elif self._pending_len >= cfg.min_turn_frames or self.current == _NONE:
+            if self._pending_len < cfg.min_new_frames:
+                return False
+            created = self.numbered < self.cap
+            if created:
+                slot = self.n_known + self.numbered
+                self.numbered += 1
+                self._sum[slot] = self._pending_sum
+                self._weight[slot] = float(self._pending_len)
+                self._dirty.add(slot)
+                self.current = slot
+            else:  # past the cap: this voice is nobody we may name
+                self.current = _NONE
+            self._pending, self._pending_len = _NONE, 0
+            return created
+        if self._pending_len >= cfg.min_turn_frames or self.current == _NONE:
             self.current = vote
             self._pending, self._pending_len = _NONE, 0
             self._update(vote, emb)
+        return False
 
     def push(
         self, emb: Float32, silent: npt.NDArray[np.bool_], speech: Float32 | None
@@ -230,8 +249,8 @@ class SpeakerTracker:
         """Decide ``n`` frames: ``emb`` ``(n, dim)``, ``silent`` and ``speech`` ``(n,)``.
 
         Returns label indices into the spec's ``output_labels``, confidences, scores
-        ``(n, len(labels))`` (similarity to each speaker's voice, 0 for slots not yet in
-        use), and after each frame the speaker count and the slots in use.
+        ``(n, len(labels))`` (similarity to each speaker's voice, 0 for slots not in use),
+        and after each frame the speaker count and the slots in use.
         """
         n = emb.shape[0]
         is_speech = np.ones(n, bool) if speech is None else speech >= SPEECH_DECISION
@@ -239,38 +258,56 @@ class SpeakerTracker:
         w = self._window
         flags = np.concatenate([self._speech_hist, is_speech.astype(np.int64)])  # (w - 1 + n,)
         csum = np.concatenate([[0], np.cumsum(flags)])
-        in_window = csum[w:] - csum[:n]  # speech frames in each frame's receptive field
+        usable = ((csum[w:] - csum[:n]) >= self.cfg.min_window_speech).tolist()
         self._speech_hist = flags[n:]
         labels = np.empty(n, np.int64)
         conf = np.zeros(n, np.float32)
         scores = np.zeros((n, self._cent.shape[0]), np.float32)
         counts = np.empty(n, np.int64)
         used = np.empty(n, np.int64)
-        min_ws = self.cfg.min_window_speech
-        for t in range(n):
+        sil = silent.tolist()
+        spc = is_speech.tolist()
+        no_speech_conf = (1.0 - speech) if speech is not None else np.ones(n, np.float32)
+        t = 0
+        while t < n:
+            end = min(n, t + REFRESH_FRAMES - self._frame % REFRESH_FRAMES)
             act = self.active
-            sims = self._cent[:act] @ emb[t]
-            if silent[t]:
-                labels[t], conf[t] = self._silence, 1.0
-            elif not is_speech[t]:
-                labels[t] = self._no_speech
-                conf[t] = 1.0 - float(speech[t]) if speech is not None else 1.0
-            else:
-                self._advance(self._vote(sims, bool(in_window[t] >= min_ws)), emb[t])
-                act = self.active
-                sims = self._cent[:act] @ emb[t]
-                if self.current == _NONE:
-                    labels[t] = self._unknown
-                    conf[t] = max(0.0, float(sims.max())) if act else 0.0
+            block = emb[t:end] @ self._cent[:act].T  # (end - t, act)
+            scores[t:end, :act] = block
+            rows = block.tolist()
+            stop = end
+            for j in range(t, end):
+                sims = rows[j - t]
+                if sil[j]:
+                    labels[j], conf[j] = self._silence, 1.0
+                elif not spc[j]:
+                    labels[j], conf[j] = self._no_speech, no_speech_conf[j]
                 else:
-                    labels[t] = self.current
-                    conf[t] = min(1.0, max(0.0, float(sims[self.current])))
-                    if not self.heard[self.current]:
-                        self.heard[self.current] = True
-                        self.count += 1
-            scores[t, :act] = sims
-            counts[t] = self.count
-            used[t] = act
+                    created = self._advance(self._vote(sims, usable[j]), emb[j])
+                    cur = self.current
+                    if cur == _NONE:
+                        labels[j], conf[j] = self._unknown, max(0.0, max(sims, default=0.0))
+                    else:
+                        if created:
+                            self._refresh()
+                            sim = float(self._cent[cur] @ emb[j])
+                            scores[j, cur] = sim
+                        else:
+                            sim = sims[cur]
+                        labels[j], conf[j] = cur, min(1.0, max(0.0, sim))
+                        if not self.heard[cur]:
+                            self.heard[cur] = True
+                            self.count += 1
+                    if created:  # the next frames compare with the new speaker too
+                        stop = j + 1
+                counts[j] = self.count
+                used[j] = self.active
+                if stop == j + 1:
+                    break
+            self._frame += stop - t
+            if self._frame % REFRESH_FRAMES == 0:
+                self._refresh()
+            t = stop
         return labels, conf, scores, counts, used
 
 
