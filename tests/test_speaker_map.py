@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import SR, assert_same_results, espeak
 
 from deeptone_async import Deeptone, NotEnoughSpeechError, ParameterError, SignatureVersionError
 from deeptone_async.speaker_map import Clustering, SpeakerTracker, with_known_speakers
 from deeptone_async.spec import ModelSpec
 from deeptone_async.voice_signatures import apply_signatures, decode_signature, encode_signature
-
-from conftest import SR, assert_same_results, espeak
 
 DIM = 16
 CAP = 3
