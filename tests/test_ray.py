@@ -24,9 +24,30 @@ pytestmark = [
 ]
 
 
+#: a file whose name holds this kills the Ray worker process that analyses it (see ``cluster``)
+KILLER = "kills-its-worker"
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    def crash_on_killer_files() -> None:
+        """Runs in every Ray worker process: analysing a ``KILLER`` file ends the process at
+        once, as a segfault in a native decoder or the kernel's OOM killer would."""
+        import os as os_
+
+        from deeptone_async.batch import _work
+
+        run = _work.Worker.run
+
+        def crashing(self: _work.Worker, files: list[str]) -> _work.ChunkResult:
+            if any("kills-its-worker" in name for name in files):
+                os_._exit(3)
+            return run(self, files)
+
+        _work.Worker.run = crashing  # type: ignore[method-assign]
+
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False,
+             runtime_env={"worker_process_setup_hook": crash_on_killer_files})
     try:
         yield
     finally:
@@ -88,3 +109,23 @@ def test_ray_jsonl_documents_equal_process_file(cluster: None, archive: Path, en
         return dict(await engine.process_file(name, ["vad"], include_summary=True, include_transitions=True))
 
     assert docs[name]["channels"] == anyio.run(want)["channels"]
+
+
+def test_a_file_that_kills_every_ray_worker_is_an_error_row_and_the_others_are_analysed_once(
+    cluster: None, speech: np.ndarray, tmp_path: Path
+) -> None:
+    """Ray retries a chunk on a new actor a few times, not forever; the chunk's other files
+    are analysed on their own, and the file that kills every worker becomes an error row."""
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(15):  # 16 equal files on one actor: chunks of two (eight per worker)
+        sf.write(root / f"a{i:02d}.wav", np.resize(speech[i * SR // 2 :], SR // 2), SR, subtype="PCM_16")
+    sf.write(root / f"a06-{KILLER}.wav", speech[: SR // 2], SR, subtype="PCM_16")
+    out = tmp_path / "out"
+    report = batch.analyse([root], out, options=batch.BatchOptions(models=("vad",)), ray=True, workers=1)
+    assert (report.analysed, report.failed) == (15, 1)
+    (failure,) = report.failures
+    assert failure.file.endswith(f"a06-{KILLER}.wav") and failure.error_type == "WorkerCrashed"
+    files = pq.read_table(out / "files").to_pylist()
+    assert sorted(Path(r["file"]).name for r in files) == sorted(p.name for p in root.iterdir())  # each once
+    assert sorted(rebuild(out)) == sorted(str(root / f"a{i:02d}.wav") for i in range(15))

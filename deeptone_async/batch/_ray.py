@@ -2,17 +2,22 @@
 (``map_batches`` with an actor pool), each actor writing its rows as Parquet parts and
 returning its files' records, which the driver commits as a local run does.
 
-Ray retries a task whose actor died (its process crashed or its node went away) on a new
-actor; a file that fails on its own is an error record, as locally. Every node needs
+Ray retries a task whose actor died (its process crashed, was killed for memory, or its node
+went away) on a new actor, at most ``MAX_CRASHES - 1`` times; a chunk still failing then is
+dropped by Ray Data (``max_errored_blocks``) and its files are tried again one per task, so
+that one file that kills every actor becomes a ``WorkerCrashed`` error record and the others
+are analysed, as in a local run. A file that fails on its own is an error record too. Every node needs
 deeptone-async installed (the same version), and a Parquet output every node can reach
 (a shared folder, or an object store URI such as ``s3://bucket/run``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._run import MAX_CRASHES, chunk_files
 from ._tables import FileRecord, files_schema
 from ._work import ChunkResult, Job, Worker
 
@@ -76,8 +81,6 @@ def run_on_ray(
     """
     import logging
 
-    from ._run import chunk_files
-
     ray = _ray()
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # its plan and timings on every run
     started = False
@@ -91,21 +94,46 @@ def run_on_ray(
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # ours counts hours of audio
         ctx.verbose_stats_logs = False
+        ctx.max_errored_blocks = -1  # a chunk that kills its actor every time: its files come back below
         actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        chunks = chunk_files(files, seconds, actors)
-        ds = ray.data.from_items([{"files": chunk} for chunk in chunks], override_num_blocks=len(chunks))
+        missing = _run_chunks(ray, job, chunk_files(files, seconds, actors), actors, commit)
+        if missing:  # chunks lost after Ray's retries: each file again on its own
+            missing = _run_chunks(ray, job, [[name] for name in missing], actors, commit)
+        for name in missing:
+            message = f"a Ray actor died while analysing it, {MAX_CRASHES} times (killed for memory, or a crash)"
+            lines = [json.dumps({"file": name, "error": {"type": "WorkerCrashed", "message": message}})]
+            commit(ChunkResult([FileRecord(name, "error", "WorkerCrashed", message)], lines if job.fmt == "jsonl" else []))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _run_chunks(
+    ray: Any, job: Job, chunks: list[list[str]], actors: int, commit: Callable[[ChunkResult], None]
+) -> list[str]:
+    """One Ray Data pass over ``chunks``; commits what comes back and returns the files of
+    the chunks Ray gave up on (in input order). Blocks."""
+    import warnings
+
+    ds = ray.data.from_items([{"files": chunk} for chunk in chunks], override_num_blocks=len(chunks))
+    with warnings.catch_warnings():
+        # Ray's default retries a task on a new actor forever. ``max_task_retries`` has no
+        # named parameter yet, and Ray 2.60 deprecates the ``**ray_remote_args`` that carry
+        # it (removal announced for 2.64, hence the extra's ``ray<2.64``).
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
         results = ds.map_batches(
             RayWorker,
             fn_constructor_args=(job,),
             batch_size=1,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=min(actors, len(chunks))),
-            num_cpus=1,  # Ray Data's actor pools restart a dead actor and retry its task
+            num_cpus=1,
+            max_task_retries=MAX_CRASHES - 1,
         )
-        for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
-            rows = batch.to_pylist()
-            lines = [row.pop("line") for row in rows]
-            commit(ChunkResult([FileRecord(**row) for row in rows], [x for x in lines if x is not None]))
-    finally:
-        if started:
-            ray.shutdown()
+    seen: set[str] = set()
+    for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
+        rows = batch.to_pylist()
+        lines = [row.pop("line") for row in rows]
+        seen.update(row["file"] for row in rows)
+        commit(ChunkResult([FileRecord(**row) for row in rows], [x for x in lines if x is not None]))
+    return [name for chunk in chunks for name in chunk if name not in seen]
