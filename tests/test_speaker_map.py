@@ -233,3 +233,65 @@ async def test_signature_errors(engine: Deeptone, conversation) -> None:
         await engine.process_file(path, [engine.models.SpeakerMap], voice_signatures=old)
     with pytest.raises(SignatureVersionError):
         engine.process_stream(iter([audio]), [engine.models.SpeakerMap], voice_signatures=old)
+
+
+@pytest.mark.parametrize("batching", [True, False])
+async def test_server_takes_signatures_as_a_query_parameter(engine: Deeptone, conversation, batching: bool) -> None:
+    import json
+    import urllib.parse
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    from deeptone_async.server import ServerSettings, running_server
+
+    _needs_model(engine)
+    _, audio, _ = conversation
+    sigs = await engine.create_voice_signatures([{"speaker_id": "first", "audio": audio[: 6 * SR]}])
+    want = [r async for r in engine.process_stream(audio.tobytes(), ["speaker-map"], 512, voice_signatures=sigs)]
+    query = "models=speaker-map&output_period=512&voice_signatures=" + urllib.parse.quote(json.dumps(sigs))
+    async with running_server(engine=engine, settings=ServerSettings(batching=batching)) as srv:
+        async with connect(f"{srv.ws_url}?{query}", compression=None) as ws:
+            data = audio.astype("<i2").tobytes()
+            for lo in range(0, len(data), 8192):
+                await ws.send(data[lo : lo + 8192])
+            await ws.send(b"")
+            got = [json.loads(m)["results"]["channels"]["0"] async for m in ws]
+        assert_same_results(got, want)
+        assert "first" in {r["results"]["speaker-map"]["result"] for r in got}
+        old = urllib.parse.quote(json.dumps({"first": {**sigs["first"], "version": -1}}))
+        async with connect(f"{srv.ws_url}?models=speaker-map&voice_signatures={old}", compression=None) as ws:
+            with pytest.raises(ConnectionClosed) as info:
+                error = json.loads(await ws.recv())
+                await ws.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+        assert "version -1" in error["error"]
+
+
+def _run_example(name: str) -> str:
+    import shutil
+    import subprocess
+    import sys
+
+    if not (shutil.which("espeak-ng") and shutil.which("sox")):
+        pytest.skip("espeak-ng and sox make the examples' sample audio")
+    repo = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, str(repo / "examples" / name)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_meeting_talk_time_example(engine: Deeptone) -> None:
+    _needs_model(engine)
+    out = _run_example("meeting_talk_time.py")
+    assert "2 speaker(s)" in out, out
+    lines = {line.split(":")[0].strip(): line for line in out.splitlines() if line.strip().startswith("speaker_")}
+    assert set(lines) == {"speaker_1", "speaker_2"}, out
+    assert "3 turn(s)" in lines["speaker_1"] and "2 turn(s)" in lines["speaker_2"], out
+
+
+def test_greet_enrolled_caller_example(engine: Deeptone) -> None:
+    _needs_model(engine)
+    out = _run_example("greet_enrolled_caller.py")
+    assert "alice_call.wav: [" in out and "Hello Alice, welcome back!" in out.split("alice_call.wav")[1].splitlines()[0], out
+    assert "who is calling" in out.split("other_call.wav")[1].splitlines()[0], out
