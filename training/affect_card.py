@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from .affect import BLOCKS, CHANNELS, MODELS, POOL
+from .affect import AFFECT_CORPORA, BLOCKS, CHANNELS, MODELS, POOL
+from .affect_card_chain import chain_sections, chain_weaknesses
 from .affect_pretrain import splits_of
 from .data import REPO
 from .robustness_card import robustness_section
@@ -123,6 +124,8 @@ ENGINE_SPEED = {
     "arousal": "1676x and 1533x real time in two rounds on one core (target 1000x: met)",
     "emotions": "1612x and 1486x real time in two rounds on one core (target 1000x: met)",
 }
+#: the same for the issue 14 (chain-trained) models
+CHAIN_ENGINE_SPEED: dict[str, str] = {}
 
 RERUN = {
     "arousal": "Run-to-run spread: retraining with the same command and seeds on the current training code (the "
@@ -168,7 +171,8 @@ emotional speech, Interspeech."""
 
 def train_command(model: str, info: dict, extra: str = "") -> str:
     """The training command with the settings recorded in train_info.json."""
-    cmd = f"nice -n 10 python -m training.affect --model {model}{extra}"
+    cmd = f"nice -n 10 python -m training.affect --model {model} --augment {info.get('augment', 'legacy')}"
+    cmd += extra if extra.strip().startswith("--corpora") else f" --corpora {' '.join(info.get('corpora', AFFECT_CORPORA))}{extra}"
     for flag, key in (("epochs", "epochs"), ("channels", "channels"), ("dropout", "dropout"),
                       ("weight-decay", "weight_decay"), ("speed", "speed"), ("ensemble", "ensemble")):
         if key in info:
@@ -273,6 +277,7 @@ def write_card(model: str, folder: Path | None = None) -> Path:
     cal = _load(folder, "calibration.json") or _load(folder, "cv.json")
     spec = json.loads((folder / "spec.json").read_text())
     tgt = TARGET[model]
+    chain = info.get("augment") == "chain"  # an issue 14 recipe: affect_card_chain writes the rest
     L: list[str] = []
     add = L.append
     add(f"# {m['name']} (`engine.models.{m['name']}`, output key `{m['key']}`)\n")
@@ -304,8 +309,15 @@ def write_card(model: str, folder: Path | None = None) -> Path:
         add("Measured by `python -m training.export --folder deeptone_async/models/" + model + "` (chunks of 64 "
             "frames, context carried; on a shared 2-core CPU, so the speed is pessimistic). Through the engine, "
             "`process_file` also decodes, gates and runs the speech detector (Vad by default) on every frame: "
-            + ENGINE_SPEED[model] + " (`python benchmarks/bench_engine.py rtf --models " + model
+            + (ENGINE_SPEED[model] if not chain else CHAIN_ENGINE_SPEED.get(model, "not measured for this model yet"))
+            + " (`python benchmarks/bench_engine.py rtf --models " + model
             + " --minutes 5 --repeats 5`; `benchmarks/RESULTS.md`).\n")
+    if chain:
+        L.extend(chain_sections(model, folder, info, ev))
+        L.extend(chain_weaknesses(model, info))
+        out = folder / "card.md"
+        out.write_text("\n".join(L).replace("\n\n\n", "\n\n"))
+        return out
     add("## Training data and licences\n")
     add("| corpus | what | licence | clips used (train / val split) |\n|---|---|---|---|")
     cc = info.get("train_class_counts", {})

@@ -143,3 +143,46 @@ def test_a_resumed_pretraining_keeps_the_speaker_layer_only_for_the_same_speaker
         same_speakers(old, ["librispeech", "vctk"], ["train"], 1, 301)
     with pytest.raises(SystemExit, match="cannot tell"):  # other selection, same count: indices may not match
         same_speakers(old, ["librispeech", "vctk"], ["train"], 2, 300)
+
+
+def _voice_clip(split: str, seed: int) -> Clip:
+    """2 s of a pitched buzz in bursts (speech-like energy pattern) at -20 dBFS, as int16."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(32000) / 16000
+    x = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 8)) * (np.sin(2 * np.pi * 3 * t) > -0.3)
+    x = 0.1 * x / np.abs(x).max() + 1e-3 * rng.standard_normal(len(t))
+    return Clip("syn", f"{split}{seed}.opus", "angry", "speech", "female", "en", f"s{seed}", split, "-",
+                np.round(x * 32767).astype(np.int16))
+
+
+def test_chain_versions_augment_training_clips_only_and_are_cached(tmp_path, monkeypatch) -> None:
+    from . import affect_data
+
+    monkeypatch.setattr(affect_data, "CACHE", tmp_path)
+    clips = [_voice_clip("train", 0), _voice_clip("val", 1)]
+    vs = affect_data.build_chain_versions(clips, 3, [], seed=0, tag="syn")
+    assert len(vs) == 3 and all(len(row) == 2 for row in vs)
+    (f0, m0), (g0, n0) = vs[0]
+    assert f0.shape == (4 * 31, 64) and m0.shape == (31,) and m0.sum() > 10  # 31 whole 64 ms frames, speech found
+    for v in (1, 2):
+        (g, n) = vs[v][1]
+        assert g is g0 and n is n0  # a validation clip stays clean in every version
+        f, m = vs[v][0]
+        assert f.shape[1] == 64 and len(f) == 4 * len(m) and not np.array_equal(f[: len(f0)], f0[: len(f)])
+    assert not np.array_equal(vs[1][0][0], vs[2][0][0])  # two different draws
+    assert len(list(tmp_path.glob("affect-chain-syn-*.npz"))) == 1
+    again = affect_data.build_chain_versions(clips, 3, [], seed=0, tag="syn")
+    for v in (1, 2):
+        np.testing.assert_array_equal(again[v][0][0], vs[v][0][0])
+        np.testing.assert_array_equal(again[v][0][1], vs[v][0][1])
+
+
+def test_new_corpora_labels_map_as_the_cards_say() -> None:
+    from .affect_data import MODELS, mapping_for
+
+    arousal, emotions = mapping_for("arousal", None), mapping_for("emotions", None)
+    assert [arousal[k] for k in ("angry", "happy", "fearful", "calm")] == ["high", "high", "high", "neutral"]
+    assert [arousal[k] for k in ("high", "neutral", "low")] == ["high", "neutral", "low"]  # baved's levels
+    assert "scream" not in arousal and "scream" not in emotions  # label / channel confound: left out
+    assert [emotions.get(k) for k in ("angry", "happy", "calm", "fearful")] == ["irritated", "happy", "neutral", None]
+    assert "baved" in MODELS["arousal"]["corpora"] and "baved" not in MODELS["emotions"]["corpora"]
