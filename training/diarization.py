@@ -349,8 +349,8 @@ GRID = {
     "assign": [0.45, 0.5, 0.55, 0.6, 0.65, 0.7],
     "new_gap": [0.05, 0.1, 0.2],  # new = assign - new_gap
     "min_turn_frames": [4, 8, 12],
-    "min_new_frames": [12, 16, 24],
-    "min_window_speech": [8, 12, 16],
+    "min_new_frames": [12, 20],
+    "min_window_speech": [8, 14],
 }
 
 
@@ -378,12 +378,13 @@ def tune(args: argparse.Namespace) -> None:
     results.sort(key=lambda r: r[0])
     best = results[0]
     print(f"{len(results)} settings in {time.time() - t0:.0f} s; best {best[3]}: {best[1]}, count right {best[2]:.3f}")
-    path = OUT / "spec.json"
+    out_dir = Path(args.out)
+    path = out_dir / "spec.json"
     data = json.loads(path.read_text())
     data["unknown_threshold"] = best[3].assign
     data["clustering"] = {k: v for k, v in vars(best[3]).items() if k != "assign"}
     path.write_text(json.dumps(data, indent=2) + "\n")
-    (OUT / "diarization_tuning.json").write_text(json.dumps({
+    (out_dir / "diarization_tuning.json").write_text(json.dumps({
         "command": "python -m training.diarization --tune",
         "conversations": len(convs), "objective": "DER + 0.1 * share of wrong speaker counts, on the tune set",
         "top": [{"params": vars(r[3]), "tune": r[1], "count_accuracy": round(r[2], 4)} for r in results[:10]],
@@ -441,18 +442,18 @@ def report(args: argparse.Namespace) -> None:
         "command": "python -m training.diarization --report",
         "what": "SpeakerMap stream results (process_stream, 64 ms periods) on conversations assembled from "
                 "held-out val speakers; DER with a 250 ms collar (own scoring, see training/diarization.py)",
-        "clustering": json.loads((OUT / "spec.json").read_text()).get("clustering"),
-        "unknown_threshold": json.loads((OUT / "spec.json").read_text()).get("unknown_threshold"),
+        "clustering": json.loads((Path(args.out) / "spec.json").read_text()).get("clustering"),
+        "unknown_threshold": json.loads((Path(args.out) / "spec.json").read_text()).get("unknown_threshold"),
         "tune_conversations": args.tune_count, "seconds": round(time.time() - t0),
         "all": summary(rows),
-        "by_condition": {k: summary([r for r in rows if r["condition"] == k]) for k in CONDITIONS},
-        "by_speakers": {str(n): summary([r for r in rows if r["speakers"] == n]) for n in (2, 3, 4)},
+        "by_condition": {k: summary([r for r in rows if r["condition"] == k]) for k in CONDITIONS if any(r["condition"] == k for r in rows)},
+        "by_speakers": {str(n): summary([r for r in rows if r["speakers"] == n]) for n in (2, 3, 4) if any(r["speakers"] == n for r in rows)},
         "by_corpus": {k: summary([r for r in rows if r["corpus"] == k]) for k in sorted({r["corpus"] for r in rows})},
         "count_errors": [{"speakers": r["speakers"], "counted": r["count"], "condition": r["condition"]}
                          for r in rows if r["count"] != r["speakers"]],
     }
-    (OUT / "diarization.json").write_text(json.dumps(out, indent=2) + "\n")
-    write_md(out)
+    (Path(args.out) / "diarization.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_md(out, Path(args.out))
     print(json.dumps(out["all"], indent=2))
 
 
@@ -467,7 +468,7 @@ def _verdict(name: str, value: float, target: float, higher: bool) -> str:
     return f"- {name} {value:.1%}: " + ("met" if ok else f"missed by {abs(value - target) * 100:.1f} points")
 
 
-def write_md(out: dict[str, Any]) -> None:
+def write_md(out: dict[str, Any], out_dir: Path) -> None:
     head = ("| set | conversations | DER | missed | false alarm | confusion | count right | DER with signatures "
             "| enrolled named right |\n|---|---|---|---|---|---|---|---|---|")
     lines = ["# SpeakerMap diarisation", "",
@@ -491,7 +492,7 @@ def write_md(out: dict[str, Any]) -> None:
               _verdict("enrolled named right", a["enrolled_named_right"], 0.95, True),
               "", f"Clustering parameters (spec.json): unknown_threshold (assign) {out['unknown_threshold']}, "
               f"{out['clustering']}.", ""]
-    (OUT / "diarization.md").write_text("\n".join(lines))
+    (out_dir / "diarization.md").write_text("\n".join(lines))
 
 
 def main() -> None:
@@ -501,6 +502,7 @@ def main() -> None:
     ap.add_argument("--tune-count", type=int, default=48)
     ap.add_argument("--test-count", type=int, default=80)
     ap.add_argument("--model-dir", help="register SpeakerMap from this folder (development)")
+    ap.add_argument("--out", default=str(OUT), help="folder of spec.json and the reports (default: the bundled model's)")
     args = ap.parse_args()
     if args.tune:
         tune(args)
