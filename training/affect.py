@@ -98,7 +98,9 @@ from .affect_net import (
     Ensemble,
     PriorBias,
     export,
+    freeze_batchnorm,
     init_from,
+    init_from_onnx,
     pretrain_info,
     remove_causal_mean,
 )
@@ -163,7 +165,9 @@ def main() -> None:
                          "reversal, so the shared layers unlearn speaker identity (not in the exported graph)")
     ap.add_argument("--init-from", type=Path, default=None, metavar="STATE",
                     help="start every network from this AffectNet state (training.affect_pretrain): all "
-                         "layers before the head must fit (same --channels); the head's class layer starts afresh")
+                         "layers before the head must fit (same --channels); the head's class layer starts afresh. "
+                         "An exported model.onnx (e.g. the bundled one): network k starts from its network k "
+                         "(BatchNorm folded and frozen), the class layer too when it fits")
     ap.add_argument("--out", type=Path, default=None, help="model folder (default: the bundled one)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -187,6 +191,11 @@ def main() -> None:
     print(f"{int(counts.sum())} train / {len(val)} val clips from {corpora} + {a.manifest}"
           f"{f' (+{len(train) - int(counts.sum())} auxiliary-only train clips)' if a.aux else ''}; per class "
           f"train {counts.tolist()} val {np.bincount([y for _, y in val], minlength=K).tolist()}", flush=True)
+    init_model = None  # what train_info.json said of an exported model we start from
+    if a.init_from is not None and a.init_from.suffix == ".onnx":
+        meta = a.init_from.parent / "train_info.json"
+        init_model = ({k: v for k, v in json.loads(meta.read_text()).items() if k != "history"}
+                      if meta.exists() else {"train_info": "none beside it"})
     t0 = time.time()
     items = build_items(train + val, all_clips, a.versions, a.bg_corpora, a.seed, a.speed,
                         tuple(a.level) if a.level else None, fine, a.augment, a.workers)
@@ -245,7 +254,9 @@ def main() -> None:
                   augment=a.augment, bg_corpora=a.bg_corpora, channels=a.channels, dropout=a.dropout, lr=a.lr,
                   weight_decay=a.weight_decay, ensemble=a.ensemble, speed=a.speed, level=a.level,
                   **({"balance_gender": True} if a.balance_gender else {}),
-                  **({"init_from": str(a.init_from), "pretrain": pretrain_info(a.init_from)} if a.init_from else {}),
+                  **({"init_from": str(a.init_from), "pretrain": pretrain_info(a.init_from)}
+                     if a.init_from and a.init_from.suffix != ".onnx" else {}),
+                  **({"init_from": str(a.init_from), "init_model": init_model} if init_model else {}),
                   **({"aux": a.aux, "aux_classes": fine, "n_aux_only_train_clips": len(train) - int(counts.sum())}
                      if a.aux else {}),
                   n_train_clips=int(counts.sum()), n_val_clips=len(val),
@@ -336,7 +347,10 @@ def train_one(a, K: int, train, tr_items, va_items, w: np.ndarray, rows: np.ndar
     model = AffectNet(K, channels=a.channels, dropout=a.dropout, mean=rows.mean(0), std=rows.std(0) + 1e-3,
                       n_aux=n_aux, cmn_frames=a.cmn, reverse_aux=bool(a.adv_speaker))
     assert model.context_frames == CONTEXT + a.cmn
-    if getattr(a, "init_from", None) is not None:
+    onnx_start = getattr(a, "init_from", None) is not None and Path(a.init_from).suffix == ".onnx"
+    if onnx_start:  # e.g. the bundled model: network (seed - a.seed) of its ensemble
+        init_from_onnx(model, a.init_from, seed - a.seed)
+    elif getattr(a, "init_from", None) is not None:
         init_from(model, a.init_from)
     print(f"params {n_params(model)}  context_frames {model.context_frames}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
@@ -346,6 +360,8 @@ def train_one(a, K: int, train, tr_items, va_items, w: np.ndarray, rows: np.ndar
     best, best_state, best_epoch, step, history = (9e9, 0.0, 0.0), None, -1, 0, []
     for ep in range(a.epochs):
         model.train()
+        if onnx_start:
+            freeze_batchnorm(model)
         tl = []
         for _ in range(steps_per_epoch):
             lr = a.lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + np.cos(np.pi * step / total))

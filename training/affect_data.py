@@ -90,6 +90,10 @@ MODELS = {
 SPEECH_HANGOVER = 2
 
 
+#: corpus labels whose clips get chain versions whichever model asks (``build_items``)
+POOL_LABELS = frozenset(AROUSAL_MAP) | frozenset(EMOTIONS_MAP)
+
+
 def corpora_for(model: str) -> list[str]:
     """The shared corpora a model trains and is evaluated on since issue 14 (``MODELS[m]["corpora"]``)."""
     return list(MODELS[model]["corpora"])
@@ -215,7 +219,8 @@ def build_items(clips: list[tuple[Clip, int]], all_clips: list[Clip], versions: 
 
     ``augment="legacy"`` builds every version of every clip of ``all_clips`` (cache shared by
     both models); ``"chain"`` builds the augmented versions of the *training-split* clips of
-    ``clips`` only (a validation clip's versions are its clean one), ``workers`` processes.
+    ``clips`` and of the clips of :data:`POOL_LABELS` only (a validation clip's versions are its
+    clean one; the cache is shared by both models), ``workers`` processes.
 
     Blocks for minutes to tens of minutes the first time (cached in ``training/cache`` after that).
 
@@ -226,7 +231,10 @@ def build_items(clips: list[tuple[Clip, int]], all_clips: list[Clip], versions: 
     if augment not in AUGMENTS:
         raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
     where = {id(c): i for i, c in enumerate(all_clips)}
-    pool = all_clips if augment == "legacy" else list({id(c): c for c, _ in clips}.values())
+    # chain: the clips used, and every clip either model's built-in mapping labels (so Arousal and
+    # Emotions share the cached versions of a corpus), in the order of all_clips
+    used = {id(c) for c, _ in clips}
+    pool = all_clips if augment == "legacy" else [c for c in all_clips if id(c) in used or c.label in POOL_LABELS]
     corpora = sorted({c.corpus for c in pool})
     vers = {}
     for name in corpora:

@@ -162,3 +162,53 @@ def export(model: nn.Module, m: dict, folder: Path) -> None:
     }
     (folder / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
 
+
+
+#: convolutions per AffectNet in an exported graph: patch, 4 x (dw, pw), head.0, head.3
+CONVS_PER_NET = 2 + 2 * len(BLOCKS) + 1
+
+
+def init_from_onnx(model: AffectNet, path: Path, member: int = 0) -> None:
+    """Start ``model`` from network ``member`` (modulo their number) of an exported affect graph
+    (a single AffectNet or an :class:`Ensemble` of them, without prior bias), e.g. the bundled
+    model it is to replace. The export folded each BatchNorm into the conv before it
+    (``training.export``), so here every BatchNorm is the identity and must stay in eval mode
+    while training (``train_one`` does so when ``--init-from`` is an ``.onnx`` file). The class
+    layer is taken too when it has the same shape, else it starts afresh.
+
+    Raises:
+        SystemExit: the graph's convolutions do not fit ``model`` (other width, another network).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    from .export import _state_from_convs
+
+    g = onnx.load(str(path)).graph
+    init = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    convs = [n for n in g.node if n.op_type == "Conv"]
+    n_nets = len(convs) // CONVS_PER_NET
+    if not n_nets or n_nets * CONVS_PER_NET != len(convs):
+        raise SystemExit(f"{path}: {len(convs)} convolutions is not a number of affect networks")
+    k = member % n_nets
+    cs = convs[k * CONVS_PER_NET : (k + 1) * CONVS_PER_NET]
+    prefix = "members.0." if n_nets > 1 or "members.0.mean" in init else ""
+    mean = init.get(f"members.{k}.mean", init.get(f"{prefix}mean"))
+    inv = init.get(f"members.{k}.inv_std", init.get(f"{prefix}inv_std"))
+    try:
+        state = _state_from_convs(cs[:-1], init, model, mean, inv, path)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise SystemExit(f"{path} does not fit this network ({e}; check --channels)") from e
+    w = torch.from_numpy(init[cs[-1].input[1]].copy())
+    if w.shape == state["head.3.weight"].shape:
+        state["head.3.weight"] = w
+        state["head.3.bias"] = torch.from_numpy(init[cs[-1].input[2]].copy())
+    model.load_state_dict(state)
+    print(f"initialised from network {k} of {n_nets} in {path} (BatchNorm folded, frozen)", flush=True)
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Every BatchNorm of ``model`` in eval mode (after ``model.train()``)."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            m.eval()

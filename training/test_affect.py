@@ -186,3 +186,33 @@ def test_new_corpora_labels_map_as_the_cards_say() -> None:
     assert "scream" not in arousal and "scream" not in emotions  # label / channel confound: left out
     assert [emotions.get(k) for k in ("angry", "happy", "calm", "fearful")] == ["irritated", "happy", "neutral", None]
     assert "baved" in MODELS["arousal"]["corpora"] and "baved" not in MODELS["emotions"]["corpora"]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's legacy ONNX exporter, used by training.export
+def test_init_from_onnx_reproduces_each_network_of_an_exported_ensemble(tmp_path) -> None:
+    from .affect_net import Ensemble, freeze_batchnorm, init_from_onnx
+    from .export import export_onnx
+
+    torch.manual_seed(0)
+    members = [AffectNet(3, channels=8, mean=np.full(64, -6.0), std=np.full(64, 2.0)) for _ in range(2)]
+    for net in members:  # trained stand-ins: weights and BatchNorm statistics away from their defaults
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+            for m in net.modules():
+                if isinstance(m, torch.nn.BatchNorm1d):
+                    m.running_mean.copy_(torch.randn_like(m.running_mean))
+                    m.running_var.copy_(torch.rand_like(m.running_var) + 0.5)
+    ens = Ensemble(members).eval()
+    export_onnx(ens, tmp_path / "model.onnx")
+    x = torch.randn(2, 4 * (ens.context_frames + 6), 64) * 3 - 6
+    for k in (0, 1):
+        fresh = AffectNet(3, channels=8)
+        init_from_onnx(fresh, tmp_path / "model.onnx", member=k)
+        fresh.train()
+        freeze_batchnorm(fresh)
+        fresh.drop.p = fresh.head[2].p = 0.0
+        with torch.no_grad():
+            torch.testing.assert_close(fresh(x), members[k](x), atol=1e-5, rtol=1e-4)
+    with pytest.raises(SystemExit, match="does not fit"):
+        init_from_onnx(AffectNet(3, channels=16), tmp_path / "model.onnx")
