@@ -21,7 +21,7 @@ clean, clean + overlap, noise, noise + overlap.
 
 **Reference**: a speaker is active in a 64 ms frame of its turn where the clean clip's energy
 is within 30 dB of the clip's level and above -65 dBFS (``training.data.active_frames``),
-pauses under 320 ms inside a turn filled. The speech detector is not used for the reference.
+pauses of up to 192 ms (3 frames) inside a turn bridged. The speech detector is not used for the reference.
 
 **Scoring** (written here; pyannote.metrics is not in the test environment and pulls in
 large dependencies): NIST's diarisation error rate on the 64 ms frame grid, frames within
@@ -134,11 +134,11 @@ def _clip(path: str) -> tuple[np.ndarray, np.ndarray]:
     return _CACHE[path]
 
 
-def _fill_gaps(act: np.ndarray, max_gap: int = 5) -> np.ndarray:
+def _fill_gaps(act: np.ndarray, max_gap: int) -> np.ndarray:
     out = act.copy()
     on = np.flatnonzero(act)
     for a, b in zip(on[:-1], on[1:]):
-        if 1 < b - a <= max_gap:
+        if 1 < b - a <= max_gap + 1:
             out[a:b] = True
     return out
 
@@ -170,7 +170,7 @@ def make_conversation(rng: np.random.Generator, speakers: list[Speaker], noises:
             acts.append(act)
             got += len(act) * FRAME
         x = np.concatenate(xs)[:target]
-        act = _fill_gaps(np.concatenate(acts)[: target // FRAME])
+        act = _fill_gaps(np.concatenate(acts)[: target // FRAME], 3)
         x = x * 10 ** ((gains[id(speakers[spk])] - _rms_db(x, act)) / 20)
         if k:
             if "overlap" in condition and rng.random() < 0.4:
