@@ -22,9 +22,16 @@ from starlette.responses import JSONResponse
 from starlette.types import Message
 
 from ..engine import DEFAULT_VOLUME_THRESHOLD, Deeptone
-from ..errors import AudioFormatError, DecodeError, ModelError, ParameterError, UnknownModelError
+from ..errors import (
+    AudioFormatError,
+    DecodeError,
+    ModelError,
+    ParameterError,
+    UnknownModelError,
+    VoiceSignatureError,
+)
 from ..sources.file import FileSource
-from ._protocol import parse_bool, parse_float, parse_int, parse_models
+from ._protocol import parse_bool, parse_float, parse_int, parse_models, parse_signatures
 from ._settings import ServerSettings
 
 __all__ = ["analyse_upload", "error_response"]
@@ -145,6 +152,7 @@ def _analysis_args(request: Request) -> dict[str, Any]:
         "include_transitions",
         "channel",
         "filename",
+        "voice_signatures",
     }
     unknown = sorted(set(q) - known)
     if unknown:
@@ -159,6 +167,7 @@ def _analysis_args(request: Request) -> dict[str, Any]:
         "include_transitions": parse_bool("include_transitions", q.get("include_transitions")),
         "include_raw_values": parse_bool("include_raw_values", q.get("include_raw_values")),
         "volume_threshold": volume,
+        "voice_signatures": parse_signatures(q.get("voice_signatures")),
     }
 
 
@@ -210,7 +219,7 @@ async def analyse_upload(request: Request, engine: Deeptone, settings: ServerSet
             result = await engine.process_file(path, **args)
         except UploadTooLarge as exc:
             return error_response(413, f"{name} {exc}")
-        except (ParameterError, UnknownModelError) as exc:
+        except (ParameterError, UnknownModelError, VoiceSignatureError) as exc:
             return error_response(400, _public(str(exc), path, name))
         except AudioFormatError as exc:
             return error_response(415, f"{name} cannot be analysed: {_public(str(exc), path, name)}")

@@ -105,6 +105,24 @@ def parse_models(value: str | None) -> list[str] | None:
     return names or None
 
 
+def parse_signatures(value: str | None) -> dict[str, Any] | None:
+    """The ``voice_signatures`` parameter: the JSON object ``create_voice_signatures``
+    returns (``{speaker_id: {"version", "data"}}``), URL-encoded; missing -> ``None``.
+
+    Raises:
+        ParameterError: not a JSON object.
+    """
+    if value is None:
+        return None
+    try:
+        data = json.loads(value)
+    except ValueError:
+        raise ParameterError("voice_signatures must be the JSON object create_voice_signatures returns") from None
+    if not isinstance(data, dict):
+        raise ParameterError("voice_signatures must be a JSON object {speaker_id: {version, data}}")
+    return data
+
+
 @dataclass(frozen=True)
 class StreamParams:
     """The query parameters of one ``/stream`` connection, checked.
@@ -118,6 +136,7 @@ class StreamParams:
     volume_threshold: float = DEFAULT_VOLUME_THRESHOLD
     include_raw_values: bool = False
     sample_rate: int = 16_000
+    voice_signatures: dict[str, Any] | None = None
 
     @classmethod
     def parse(cls, query: Mapping[str, str]) -> StreamParams:
@@ -126,9 +145,10 @@ class StreamParams:
         Raises:
             ParameterError: an output_period that is not a positive multiple of 64, a
                 volume_threshold outside [0, 1], a sample_rate outside 8-192 kHz, a
-                non-boolean include_raw_values, or an unknown parameter.
+                non-boolean include_raw_values, voice_signatures that are not a JSON
+                object, or an unknown parameter.
         """
-        known = {"models", "output_period", "volume_threshold", "include_raw_values", "sample_rate"}
+        known = {"models", "output_period", "volume_threshold", "include_raw_values", "sample_rate", "voice_signatures"}
         unknown = sorted(set(query) - known)
         if unknown:
             raise ParameterError(
@@ -148,6 +168,7 @@ class StreamParams:
             volume_threshold=threshold,
             include_raw_values=parse_bool("include_raw_values", query.get("include_raw_values")),
             sample_rate=rate,
+            voice_signatures=parse_signatures(query.get("voice_signatures")),
         )
 
 
