@@ -346,7 +346,7 @@ def _sets(args: argparse.Namespace) -> tuple[list[Conversation], list[Conversati
 
 
 GRID = {
-    "assign": [0.45, 0.5, 0.55, 0.6, 0.65, 0.7],
+    "assign_offset": [-0.05, 0.0, 0.05, 0.1, 0.15, 0.2],  # assign = the frame EER threshold + offset
     "new_gap": [0.05, 0.1, 0.2],  # new = assign - new_gap
     "min_turn_frames": [4, 8, 12],
     "min_new_frames": [12, 20],
@@ -363,10 +363,13 @@ def tune(args: argparse.Namespace) -> None:
     engine = _engine(args.model_dir)
     spec = _speaker_spec(engine)
     convs, _ = _sets(args)
+    emb_json = json.loads((Path(args.model_dir or OUT) / "embedding.json").read_text())
+    base = float(emb_json.get("threshold_frame_eer", 0.5))
     cached = [asyncio.run(frame_outputs(engine, c.audio)) for c in convs]
     results = []
     t0 = time.time()
-    for assign, gap, mt, mn, mw in itertools.product(*GRID.values()):
+    for offset, gap, mt, mn, mw in itertools.product(*GRID.values()):
+        assign = round(min(0.95, base + offset), 3)
         cl = Clustering(assign=assign, new=assign - gap, min_turn_frames=mt, min_new_frames=mn, min_window_speech=mw)
         parts, right = [], 0
         for c, cache in zip(convs, cached):
@@ -386,7 +389,7 @@ def tune(args: argparse.Namespace) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
     (out_dir / "diarization_tuning.json").write_text(json.dumps({
         "command": "python -m training.diarization --tune",
-        "conversations": len(convs), "objective": "DER + 0.1 * share of wrong speaker counts, on the tune set",
+        "conversations": len(convs), "threshold_frame_eer": base, "objective": "DER + 0.1 * share of wrong speaker counts, on the tune set",
         "top": [{"params": vars(r[3]), "tune": r[1], "count_accuracy": round(r[2], 4)} for r in results[:10]],
     }, indent=2) + "\n")
 
