@@ -182,8 +182,6 @@ def init_from_onnx(model: AffectNet, path: Path, member: int = 0) -> None:
     import onnx
     from onnx import numpy_helper
 
-    from .export import _state_from_convs
-
     g = onnx.load(str(path)).graph
     init = {i.name: numpy_helper.to_array(i) for i in g.initializer}
     convs = [n for n in g.node if n.op_type == "Conv"]
@@ -195,14 +193,29 @@ def init_from_onnx(model: AffectNet, path: Path, member: int = 0) -> None:
     prefix = "members.0." if n_nets > 1 or "members.0.mean" in init else ""
     mean = init.get(f"members.{k}.mean", init.get(f"{prefix}mean"))
     inv = init.get(f"members.{k}.inv_std", init.get(f"{prefix}inv_std"))
-    try:
-        state = _state_from_convs(cs[:-1], init, model, mean, inv, path)
-    except (ValueError, KeyError, RuntimeError) as e:
-        raise SystemExit(f"{path} does not fit this network ({e}; check --channels)") from e
-    w = torch.from_numpy(init[cs[-1].input[1]].copy())
-    if w.shape == state["head.3.weight"].shape:
-        state["head.3.weight"] = w
-        state["head.3.bias"] = torch.from_numpy(init[cs[-1].input[2]].copy())
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    names = ["patch"] + [f"blocks.{i}.{c}" for i in range(len(model.blocks)) for c in ("dw", "pw")]
+    bns = ["bn0"] + [f"blocks.{i}.{b}" for i in range(len(model.blocks)) for b in ("bn1", "bn2")]
+    for node, name in zip(cs, [*names, "head.0", "head.3"]):
+        w = torch.from_numpy(init[node.input[1]].copy())
+        b = torch.from_numpy(init[node.input[2]].copy()) if len(node.input) > 2 else None
+        if name == "head.3" and w.shape != state["head.3.weight"].shape:
+            continue  # another set of classes: the class layer starts afresh
+        if w.shape != state[f"{name}.weight"].shape:
+            raise SystemExit(f"{path} does not fit this network ({name}: {tuple(w.shape)} against "
+                             f"{tuple(state[name + '.weight'].shape)}; check --channels)")
+        state[f"{name}.weight"] = w
+        if name.startswith("head."):
+            state[f"{name}.bias"] = b if b is not None else torch.zeros_like(state[f"{name}.bias"])
+            continue
+        bn = bns[names.index(name)]  # folded into this conv: the BatchNorm becomes the identity
+        eps = model.get_submodule(bn).eps
+        state[f"{bn}.running_mean"] = torch.zeros_like(state[f"{bn}.running_mean"])
+        state[f"{bn}.running_var"] = torch.full_like(state[f"{bn}.running_var"], 1.0 - eps)
+        state[f"{bn}.weight"] = torch.ones_like(state[f"{bn}.weight"])
+        state[f"{bn}.bias"] = b if b is not None else torch.zeros_like(state[f"{bn}.bias"])
+    state["mean"] = torch.from_numpy(np.array(mean)).view_as(state["mean"])
+    state["inv_std"] = torch.from_numpy(np.array(inv)).view_as(state["inv_std"])
     model.load_state_dict(state)
     print(f"initialised from network {k} of {n_nets} in {path} (BatchNorm folded, frozen)", flush=True)
 
