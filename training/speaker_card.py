@@ -1,0 +1,180 @@
+"""card.md of the SpeakerMap embedding, from the JSON files in its folder.
+
+    python -m training.speaker_card [--folder deeptone_async/models/speaker_map]
+
+Reads ``embedding.json`` and ``train_info.json`` (written by ``training.speaker_embedding
+--export``), ``eval_embedding.json`` (``training.evaluate_speaker``) and, when present,
+``diarization.json`` (the runtime's diarisation evaluation on assembled conversations): every
+figure in the card comes from one of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+EER_CLEAN, EER_TEL = 0.05, 0.08
+ROBUST = ("clean", "telephone", "codec", "reverb", "noise_10dB", "noise_0dB", "music_10dB", "music_0dB")
+COND_TEXT = {
+    "clean": "as recorded", "telephone": "8 kHz, G.712 band-pass, G.711 mu-law",
+    "codec": "Opus 8 kbit/s", "reverb": "simulated room, RT60 0.4-0.8 s, 1-3 m",
+    "noise_10dB": "val noise at 10 dB SNR", "noise_0dB": "val noise at 0 dB SNR",
+    "music_10dB": "val music at 10 dB SNR", "music_0dB": "val music at 0 dB SNR",
+}
+LICENCES = [
+    ("librispeech", "CC BY 4.0", "yes (attribution)"),
+    ("commonvoice", "CC0 1.0", "yes"),
+    ("speechocean", "speechocean762 README: free for commercial and non-commercial use (no licence file)", "yes"),
+    ("vctk", "ODC-By 1.0", "yes (attribution)"),
+    ("ravdess", "CC BY-NC-SA 4.0", "no: non-commercial, share-alike"),
+    ("emodb", "free for research use, no explicit licence", "no: research only"),
+    ("baved", "none stated", "unclear: no licence"),
+    ("emospeech", "CC BY-NC-SA 4.0", "no: non-commercial, share-alike"),
+    ("noise / music (augmentation)", "per clip; UrbanSound8K CC BY-NC, some music CC BY-NC", "no: non-commercial clips"),
+]
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _miss(value: float, target: float, what: str) -> str:
+    if value <= target:
+        return f"{what}: {_pct(value)}, target <= {_pct(target)}: **met**."
+    return (f"{what}: {_pct(value)}, target <= {_pct(target)}: **missed by {100 * (value - target):.1f} "
+            f"percentage points**.")
+
+
+def diarization_section(folder: Path) -> list[str]:
+    """The section the runtime's diarisation evaluation fills (from ``diarization.json``)."""
+    out = ["## Diarisation (SpeakerMap on assembled conversations)", "",
+           "<!-- filled from diarization.json by training.speaker_card; written by the runtime's diarisation "
+           "evaluation -->", ""]
+    p = folder / "diarization.json"
+    if not p.exists():
+        return out + ["*Not yet measured: no `diarization.json` in the model folder.*", ""]
+    d = json.loads(p.read_text())
+    if d.get("command"):
+        out += [f"Command: `{d['command']}`", ""]
+    rows = d.get("conditions") or d.get("results") or {}
+    if isinstance(rows, dict) and rows and all(isinstance(v, dict) for v in rows.values()):
+        keys = sorted({k for v in rows.values() for k, x in v.items() if isinstance(x, int | float)})
+        out += ["| condition | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+        for name, v in rows.items():
+            out.append(f"| {name} | " + " | ".join(
+                f"{v[k]:.4g}" if isinstance(v.get(k), int | float) else "" for k in keys) + " |")
+        out.append("")
+    for k, v in d.items():
+        if k not in ("conditions", "results", "command") and isinstance(v, int | float | str):
+            out.append(f"- {k}: {v}")
+    return out + [""]
+
+
+def card(folder: Path) -> str:
+    meta = json.loads((folder / "embedding.json").read_text())
+    info = json.loads((folder / "train_info.json").read_text())
+    ev = json.loads((folder / "eval_embedding.json").read_text()) if (folder / "eval_embedding.json").exists() else {}
+    cond = ev.get("conditions", {})
+    r = info["recipe"]
+    L = [f"# SpeakerMap speaker embedding (`speaker_map`), version {meta['version']}", "",
+         "**Task.** For every 64 ms frame, a unit-length "
+         f"{meta['dim']}-dimensional embedding of the voice in the last {meta['receptive_field_ms']} ms "
+         f"(`context_frames` {meta['context_frames']} + 1 frames), for SpeakerMap's online clustering and "
+         "voice signatures. Two stretches of one speaker give embeddings of high cosine similarity. "
+         "The thresholds at the equal error rate on the val speakers are in `embedding.json` "
+         f"(utterance means: {meta['threshold_utterance_eer']:.3f}; single frames: "
+         f"{meta['threshold_frame_eer']:.3f}).", "",
+         "**Contract.** `model.onnx`: input `features` (batch, 4 * (context_frames + n), 64) log-mel rows "
+         "of `deeptone_async.features`; output `embeddings` (batch, n, dim), L2-normalised; causal and "
+         "valid, so a stream run in blocks with the context carried equals the whole file "
+         "(`training/test_speaker_embedding.py`).", "",
+         "## Network", "",
+         f"Per-band normalisation -> patchify conv (64 x 4 rows -> {r['channels']} channels) -> 4 residual "
+         "depthwise-separable dilated blocks (kernel 3, dilations 1, 2, 4, 1: 16 frames) -> causal sliding "
+         "statistics pooling over the last 17 frames (mean and standard deviation per channel) -> linear to "
+         f"{r['dim']} -> L2 normalisation. ONNX {info['onnx_bytes']:,} bytes (limit 5 MB).", ""]
+    sp = ev.get("speed")
+    if sp:
+        L += [f"Speed: {sp['us_per_frame_1thread_chunk64']} us per 64 ms frame on one onnxruntime thread in "
+              f"64-frame blocks, {sp['x_realtime']}x real time (target >= 1000x; measured by "
+              "`python -m training.evaluate_speaker` on the shared 2-core machine, whose load moves it).", ""]
+    L += ["## Training data and licences", "",
+          f"{r['n_speakers']} speakers (one class per `corpus:speaker`) of the train splits of "
+          f"{', '.join(r['corpora'])} (emospeech's scream clips left out: mostly one unknown user). "
+          "Augmentation: a share of the clips through the augmentation chain (`training.augment`, "
+          "`voice` policy: reverb, noise / music / babble of other training speakers, EQ, clipping, "
+          "level, telephone / Opus / MP3), the rest with noise or music of the training splits mixed "
+          "in the power domain and a random gain. Noise and music come from the `noise` and `music` "
+          "corpora's train splits.", "",
+          "| corpus | licence | commercial use of weights trained on it |", "|---|---|---|"]
+    L += [f"| {a} | {b} | {c} |" for a, b, c in LICENCES]
+    L += ["", "**What the weights may be used for.** Because RAVDESS and emospeech (CC BY-NC-SA), EmoDB "
+          "(research only), BAVED (no licence) and non-commercial noise clips are in the training data, "
+          "these weights are for **research and non-commercial use only**. For commercial use, retrain on "
+          "the permissive corpora only (LibriSpeech CC BY, Common Voice CC0, speechocean762, VCTK ODC-By; "
+          "backgrounds then need permissively licensed noise and music):", "",
+          "    nice -n 10 python -m training.speaker_embedding --corpora librispeech commonvoice speechocean vctk "
+          "--ckpt training/cache/speaker_permissive.pt --steps 6000", "",
+          "## Training runs", "",
+          f"{info['steps']} steps of {r['batch']} crops of 3.07 s (32 + 16 frames), one crop per speaker in a "
+          f"batch, additive-margin softmax (s 30, margin {r['margin']}), AdamW, cosine schedule. "
+          f"Final training loss {info.get('final_train_loss') or float('nan'):.3f}, frame accuracy over the "
+          f"training speakers {info.get('final_train_acc') or float('nan'):.3f}. Runs:", ""]
+    for run in info.get("runs", []):
+        L.append(f"- from step {run['run_start_step']} to {run['steps']} (lr {run.get('lr')}, chained share "
+                 f"{run.get('p_chain')}), started {run.get('time')}")
+    L += ["", "Commands (in order):", ""] + [f"    {c}" for c in info.get("commands", [])] + [""]
+    if cond:
+        c0 = cond.get("clean", {})
+        L += ["## Verification on held-out speakers", "",
+              f"{ev['n_clips']} val clips of {ev['n_speakers']} speakers, none seen in training "
+              "(`python -m training.evaluate_speaker`; protocol in its docstring: utterance embedding = "
+              "mean of the frame embeddings over speech frames, renormalised; target pairs of one speaker, "
+              "non-target pairs within one corpus; both sides under the same condition).", "",
+              "| condition | what | EER | target / non-target trials |", "|---|---|---|---|"]
+        for k in ROBUST:
+            if k in cond:
+                v = cond[k]
+                L.append(f"| {k} | {COND_TEXT[k]} | {_pct(v['eer'])} | {v['n_target']} / {v['n_nontarget']} |")
+        L += ["", "Per corpus, clean: " + ", ".join(f"{k} {_pct(v)}" for k, v in c0.get("per_corpus_eer", {}).items())
+              + ".", ""]
+        if "clean" in cond:
+            L.append("- " + _miss(cond["clean"]["eer"], EER_CLEAN, "EER clean"))
+        if "telephone" in cond:
+            L.append("- " + _miss(cond["telephone"]["eer"], EER_TEL, "EER over the telephone"))
+        if c0.get("frame_eer") is not None:
+            L.append(f"- Single frames (one 2.1 s window each side): EER {_pct(c0['frame_eer'])}.")
+        L.append("")
+        ident = ev.get("identification", {})
+        L += ["## Identification", "",
+              f"N speakers of one corpus each enrolled with 5 s of their clips; every other clip of theirs named "
+              f"by the closest enrolment ({ident.get('eligible_speakers')} eligible val speakers, 300 draws).", "",
+              "| N enrolled | accuracy | test clips | corpora drawn from |", "|---|---|---|---|"]
+        for k, v in ident.items():
+            if k.startswith("n"):
+                L.append(f"| {k[1:]} | {_pct(v['accuracy'])} | {v['test_clips']} | {', '.join(v['corpora'])} |")
+        L.append("")
+    L += diarization_section(folder)
+    L += ["## Limits", "",
+          "- Trained on ~2,000 speakers and ~12 h of mostly read speech on 2 shared CPU cores for a "
+          "short time: far less than published speaker-embedding models (VoxCeleb: 7,000+ speakers, "
+          "thousands of hours). Expect weaker separation on spontaneous, far-field or overlapped speech.",
+          "- Single words and very short clips (BAVED, emospeech) carry little speaker information.",
+          "- A frame's embedding mixes every voice in its 2.1 s window: around speaker changes and in "
+          "overlapped speech it lies between the speakers.", ""]
+    return "\n".join(L)
+
+
+def main() -> None:
+    from .speaker_embedding import FOLDER
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--folder", type=Path, default=FOLDER)
+    a = ap.parse_args()
+    (a.folder / "card.md").write_text(card(a.folder))
+    print(f"wrote {a.folder / 'card.md'}")
+
+
+if __name__ == "__main__":
+    main()
