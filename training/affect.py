@@ -132,6 +132,9 @@ def main() -> None:
                          f"{' '.join(BG_CORPORA)} for legacy; no names = no background (legacy: white noise))")
     ap.add_argument("--workers", type=int, default=1, help="processes that build the chain versions (once)")
     ap.add_argument("--versions", type=int, default=6, help="1 clean + N-1 augmented copies per clip")
+    ap.add_argument("--p-clean", type=float, default=None, metavar="P",
+                    help="draw the clean version of a training clip with probability P, an augmented one otherwise "
+                         "(default: every version alike)")
     ap.add_argument("--speed", type=float, default=0.1, help="speed perturbation: factor in 1 +- SPEED")
     ap.add_argument("--level", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                     help="augmented copies get an absolute level: the clip's 95th-percentile frame level "
@@ -251,7 +254,7 @@ def main() -> None:
                   best_val_loss=best[0], best_val_frame_uar=best[1], best_val_clip_uar=best[2],
                   train_seconds=round(time.time() - t0), corpora=corpora, manifests=a.manifest,
                   mapping={k: v for k, v in mapping.items() if k not in labels}, versions=a.versions,
-                  augment=a.augment, bg_corpora=a.bg_corpora, channels=a.channels, dropout=a.dropout, lr=a.lr,
+                  augment=a.augment, p_clean=a.p_clean, bg_corpora=a.bg_corpora, channels=a.channels, dropout=a.dropout, lr=a.lr,
                   weight_decay=a.weight_decay, ensemble=a.ensemble, speed=a.speed, level=a.level,
                   **({"balance_gender": True} if a.balance_gender else {}),
                   **({"init_from": str(a.init_from), "pretrain": pretrain_info(a.init_from)}
@@ -369,6 +372,8 @@ def train_one(a, K: int, train, tr_items, va_items, w: np.ndarray, rows: np.ndar
                 g["lr"] = lr
             idx = rng.choice(len(train), size=a.batch, p=w)
             vers = rng.integers(0, a.versions, size=a.batch)
+            if getattr(a, "p_clean", None) is not None and a.versions > 1:  # clean version with this probability
+                vers = np.where(rng.random(a.batch) < a.p_clean, 0, rng.integers(1, a.versions, size=a.batch))
             batch = [tr_items[v][i] for i, v in zip(idx, vers)]
             if n_aux:
                 X, Y, YA = make_batch(batch, model.context_frames, rng, aux=True)

@@ -289,18 +289,26 @@ def build_chain_versions(clips: list[Clip], versions: int, bg_corpora, seed: int
     """
     config = config or A.ChainConfig()
     aug = [i for i, c in enumerate(clips) if c.split == "train"] if versions > 1 else []
-    h = hashlib.sha1(json.dumps([versions, list(bg_corpora), seed, speed, "chain", 1,
+    h = hashlib.sha1(json.dumps([list(bg_corpora), seed, speed, "chain", 1,
                                  repr(sorted(asdict(config).items()))]).encode())
     for c in clips:
         h.update(f"{c.corpus}/{c.file}/{len(c.audio)}/{c.split};".encode())
-    path = CACHE / f"affect-chain-{tag}-{h.hexdigest()[:10]}.npz"
+    stem = f"affect-chain-{tag}-{h.hexdigest()[:10]}"
+    path = CACHE / f"{stem}-v{versions}.npz"
     clean = [(logmel(_whole_frames(c.float_audio())).astype(np.float16), speech_mask(_whole_frames(c.float_audio())))
              for c in clips]
-    if path.exists():
-        z = np.load(path)
-        offs, moffs, F, M = z["offs"], z["moffs"], z["feats"], z["mask"]
-        made = [(F[offs[j] : offs[j + 1]], M[moffs[j] : moffs[j + 1]]) for j in range(len(offs) - 1)]
-        print(f"{tag}: {len(made)} chain versions from {path.name}", flush=True)
+    # copy v of clip i draws the same whatever the number of versions, and a file holds its copies
+    # version by version: one made with more versions serves this request with its first ones
+    have = sorted((int(q.stem.rsplit("-v", 1)[1]), q) for q in CACHE.glob(f"{stem}-v*.npz"))
+    have = [(v, q) for v, q in have if v >= versions]
+    if have or not aug:
+        made = []
+        if have:
+            z = np.load(have[0][1])
+            offs, moffs, F, M = z["offs"], z["moffs"], z["feats"], z["mask"]
+            made = [(F[offs[j] : offs[j + 1]], M[moffs[j] : moffs[j + 1]])
+                    for j in range((versions - 1) * len(aug))]
+            print(f"{tag}: {len(made)} chain versions from {have[0][1].name}", flush=True)
     else:
         t = time.time()
         bgs = A.Backgrounds.from_clips(load_corpora(list(bg_corpora))) if bg_corpora else A.Backgrounds()

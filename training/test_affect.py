@@ -175,6 +175,9 @@ def test_chain_versions_augment_training_clips_only_and_are_cached(tmp_path, mon
     for v in (1, 2):
         np.testing.assert_array_equal(again[v][0][0], vs[v][0][0])
         np.testing.assert_array_equal(again[v][0][1], vs[v][0][1])
+    fewer = affect_data.build_chain_versions(clips, 2, [], seed=0, tag="syn")  # served by the 3-version file
+    assert len(fewer) == 2 and len(list(tmp_path.glob("affect-chain-syn-*.npz"))) == 1
+    np.testing.assert_array_equal(fewer[1][0][0], vs[1][0][0])
 
 
 def test_new_corpora_labels_map_as_the_cards_say() -> None:
