@@ -26,8 +26,9 @@ import numpy as np
 
 from .audio import Float32
 from .errors import ModelError
-from .features import FRAME_SAMPLES, N_MELS, SILENCE_FLOOR, SUBFRAMES, LogMelExtractor
+from .features import FRAME_SAMPLES, N_MELS, SAMPLE_RATE, SILENCE_FLOOR, SUBFRAMES, LogMelExtractor
 from .framer import FrameBlock
+from .narrowband import speech_by_rate
 from .spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class Runner(Protocol):
 class _SileroState:
     rnn: Float32 = field(default_factory=lambda: np.zeros((2, 128), np.float32))
     context: Float32 = field(default_factory=lambda: np.zeros(64, np.float32))
+    rate: int = SAMPLE_RATE  # the stream's input rate (8 kHz runs the 8 kHz branch: narrowband.py)
 
 
 _SILERO_STEP = 512
@@ -163,25 +165,21 @@ class SileroSeqRunner(_SileroBase):
     ONNX Runtime, so a 16 s block is one call instead of 500. Results equal
     :class:`SileroRunner`'s on the published graph up to float rounding. Two 512-sample
     steps per 64 ms frame, each with the 64 samples before it as context; the frame's speech
-    probability is the mean of its two steps.
+    probability is the mean of its two steps. With ``session_8k`` (the 8 kHz branch's graph,
+    ``spec.onnx_8k``), streams whose input is 8 kHz run it instead
+    (:mod:`deeptone_async.narrowband`).
     """
+
+    def __init__(self, spec: ModelSpec, session: ort.InferenceSession, session_8k: ort.InferenceSession | None = None) -> None:
+        super().__init__(spec, session)
+        self._session_8k = session_8k
 
     def run(self, frames: Float32, features: Float32 | None, states: Sequence[object]) -> Float32:
         sts = [s for s in states if isinstance(s, _SileroState)]
         batch, n = frames.shape[0], frames.shape[1]
         if n == 0:
             return np.zeros((batch, 0, 2), np.float32)
-        joined = np.empty((batch, _SILERO_CONTEXT + n * FRAME_SAMPLES), np.float32)
-        joined[:, :_SILERO_CONTEXT] = np.stack([s.context for s in sts])
-        joined[:, _SILERO_CONTEXT:] = frames.reshape(batch, n * FRAME_SAMPLES)
-        view = np.lib.stride_tricks.sliding_window_view(joined, _SILERO_CONTEXT + _SILERO_STEP, axis=1)
-        windows = np.ascontiguousarray(view[:, ::_SILERO_STEP])  # (B, 2n, 576)
-        rnn = np.stack([s.rnn for s in sts], axis=1)  # (2, B, 128)
-        speech, rnn = self._session.run(None, {"windows": windows, "state": rnn})
-        for i, s in enumerate(sts):
-            s.rnn = np.ascontiguousarray(rnn[:, i])
-            s.context = joined[i, -_SILERO_CONTEXT:].copy()
-        return _speech_pair(speech.reshape(batch, n, -1).mean(axis=2), self._speech)
+        return _speech_pair(speech_by_rate(self._session, self._session_8k, frames, sts), self._speech)
 
 
 @dataclass
@@ -240,7 +238,7 @@ def make_runner(spec: ModelSpec, threads: int = 1) -> Runner:
     if spec.kind == "silero_seq":
         if names != ["state", "windows"]:
             raise ModelError(f"silero_seq model {spec.name!r} must take inputs windows, state; it takes {names}")
-        return SileroSeqRunner(spec, session)
+        return SileroSeqRunner(spec, session, load_session(spec.onnx_8k, threads) if spec.onnx_8k else None)
     if len(inputs) != 1 or len(inputs[0].shape) != 3:
         raise ModelError(f"logmel model {spec.name!r} must take one (batch, rows, {N_MELS}) input")
     # the log-mel features' FFT: imported with the model (the engine's construction blocks
@@ -283,9 +281,13 @@ class InferencePlan:
             self._all.setdefault(detector.spec.key, detector)
         self._needs_features = any(r.needs_features for r in self._all.values())
 
-    def new_stream(self) -> StreamState:
-        """State for one more stream (or channel)."""
-        return StreamState(LogMelExtractor(), {k: r.new_state() for k, r in self._all.items()})
+    def new_stream(self, sample_rate: int = SAMPLE_RATE) -> StreamState:
+        """State for one more stream (or channel) whose input arrives at ``sample_rate``."""
+        models = {k: r.new_state() for k, r in self._all.items()}
+        for st in models.values():
+            if isinstance(st, _SileroState):
+                st.rate = sample_rate  # 8 kHz input: the Vad's 8 kHz branch (narrowband.py)
+        return StreamState(LogMelExtractor(), models)
 
     def run(self, frames: Float32, states: Sequence[StreamState]) -> FrameOutputs:
         """All models on ``frames`` ``(B, n, 1024)`` of ``B`` streams; blocks (call it in a thread)."""

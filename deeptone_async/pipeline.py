@@ -97,7 +97,7 @@ class Pipeline:
         self.source = source
         self.fmt = fmt
         self.plan = plan
-        self.states: list[StreamState] = [plan.new_stream() for _ in range(fmt.channels)]
+        self.states: list[StreamState] = [plan.new_stream(fmt.sample_rate) for _ in range(fmt.channels)]
         self.stats = StreamStats()
         self._threshold = volume_threshold
         self._period = period_frames

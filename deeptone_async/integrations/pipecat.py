@@ -119,7 +119,7 @@ class DeeptoneVADAnalyzer(VADAnalyzer):
     def set_sample_rate(self, sample_rate: int) -> None:
         """Set by pipecat when the pipeline starts; resets the model's state."""
         super().set_sample_rate(sample_rate)
-        self._state = self._plan.new_stream()
+        self._state = self._plan.new_stream(self.sample_rate)  # 8 kHz: the Vad's 8 kHz branch
         self._resampler = None if self.sample_rate == _RATE else Resampler(self.sample_rate, _RATE)
         self._pending = np.zeros(0, np.float32)
 

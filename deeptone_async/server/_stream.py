@@ -81,7 +81,7 @@ class _BatchedResults:
     ) -> None:
         period = check_output_period(params.output_period)
         specs, plan = engine.plan(params.models)  # shared runners, state per stream
-        states = [plan.new_stream()]
+        states = [plan.new_stream(params.sample_rate)]
         framed = frames(chunks, AudioFormat(params.sample_rate))
         gated = gate(framed, params.volume_threshold)
         inferred = scheduler.infer(gated, plan, states)
