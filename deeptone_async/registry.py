@@ -17,7 +17,7 @@ MODELS_DIR = Path(str(resources.files("deeptone_async") / "models"))
 
 
 def silero_spec() -> ModelSpec:
-    """The bundled Vad: Silero VAD v5 (MIT), rebuilt to run whole blocks per call.
+    """The bundled Vad: Silero VAD v6 (MIT), rebuilt to run whole blocks per call.
 
     Raises:
         ModelError: the bundled folder is missing or its spec is bad.

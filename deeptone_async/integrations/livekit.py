@@ -65,7 +65,7 @@ class DeeptoneVAD(vad.VAD):
     Args:
         engine: the engine whose models run (a new one when ``None``; creating it blocks
             while the models load). One engine serves every stream and every agent.
-        model: ``"vad"`` (Silero VAD v5, rebuilt) or ``"speech-rt"``.
+        model: ``"vad"`` (Silero VAD v6, rebuilt) or ``"speech-rt"``.
         smoothing: minimum speech duration, minimum gap and padding
             (:class:`~deeptone_async.segments.Smoothing`; 250, 200 and 30 ms by default).
             Its ``labels`` default to ``("speech",)``.

@@ -79,7 +79,7 @@ class DeeptoneVADAnalyzer(VADAnalyzer):
         engine: the engine whose models are used (a new one when ``None``; creating it
             blocks while the models load). Share one between analyzers: each analyzer
             keeps only its own recurrent state.
-        model: ``"vad"`` (Silero VAD v5, rebuilt) or ``"speech-rt"`` (speech probability
+        model: ``"vad"`` (Silero VAD v6, rebuilt; its 8 kHz branch at 8 kHz) or ``"speech-rt"`` (speech probability
             of the 128 ms SpeechRT model); any registered model with a ``speech`` label.
         sample_rate: the audio's rate; ``None``: the transport's, set by pipecat.
         params: pipecat's ``VADParams`` (confidence 0.7, start 0.2 s, stop 0.2 s,
