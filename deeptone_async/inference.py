@@ -195,6 +195,7 @@ class LogMelRunner:
         self._session = session
         self._ctx_rows = spec.context_frames * SUBFRAMES
         self._input = session.get_inputs()[0].name
+        self._width = int(spec.extra.get("dim", len(spec.labels)))  # "embedding": its dim
 
     @property
     def needs_features(self) -> bool:
@@ -210,10 +211,9 @@ class LogMelRunner:
         x = np.concatenate([np.stack([h.rows for h in hists]), features], axis=1)
         (probs,) = self._session.run(None, {self._input: x})
         n = frames.shape[1]
-        if probs.shape != (frames.shape[0], n, len(self.spec.labels)):
+        if probs.shape != (frames.shape[0], n, self._width):
             raise ModelError(
-                f"model {self.spec.name!r} returned shape {probs.shape}, expected "
-                f"{(frames.shape[0], n, len(self.spec.labels))}"
+                f"model {self.spec.name!r} returned shape {probs.shape}, expected {(frames.shape[0], n, self._width)}"
             )
         if self._ctx_rows:
             for i, h in enumerate(hists):

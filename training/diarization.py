@@ -326,8 +326,8 @@ def track(spec: Any, cached: tuple[np.ndarray, np.ndarray, np.ndarray], clusteri
 
 async def stream_labels(engine: Any, audio: np.ndarray, signatures: dict[str, Any] | None = None) -> tuple[list[str], int]:
     """Frame labels and the last ``speaker_count`` from the public ``process_stream``
-    (64 ms results, audio sent in 256 ms chunks)."""
-    chunks = (audio[i : i + 4096] for i in range(0, len(audio), 4096))
+    (64 ms results, audio sent in 16 s chunks: one inference call per chunk, the same labels as any chunking)."""
+    chunks = (audio[i : i + 16 * SR] for i in range(0, len(audio), 16 * SR))
     labels, count = [], 0
     async for item in engine.process_stream(chunks, [engine.models.SpeakerMap], 64, voice_signatures=signatures):
         res = item["results"]["speaker-map"]

@@ -30,10 +30,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..aggregator import Aggregator, aggregate
 from ..audio import AudioFormat
 from ..engine import Deeptone, check_output_period
-from ..errors import DeeptoneError, ModelError, ParameterError
+from ..errors import DeeptoneError, ModelError, ParameterError, VoiceSignatureError
 from ..framer import frames
 from ..gate import gate
 from ..sources.base import IterableSource
+from ..voice_signatures import apply_signatures
 from ._batching import BatchScheduler
 from ._protocol import (
     CLOSE_INTERNAL_ERROR,
@@ -81,6 +82,7 @@ class _BatchedResults:
     ) -> None:
         period = check_output_period(params.output_period)
         specs, plan = engine.plan(params.models)  # shared runners, state per stream
+        specs = apply_signatures(specs, params.voice_signatures)  # SpeakerMap's known speakers
         states = [plan.new_stream(params.sample_rate)]
         framed = frames(chunks, AudioFormat(params.sample_rate))
         gated = gate(framed, params.volume_threshold)
@@ -118,6 +120,7 @@ def open_results(
         output_period=params.output_period,
         include_raw_values=params.include_raw_values,
         volume_threshold=params.volume_threshold,
+        voice_signatures=params.voice_signatures,
     )
 
 
@@ -290,7 +293,7 @@ async def _serve(
     chunks = _queue_chunks(receive, info)
     try:
         results = open_results(engine, chunks, params, scheduler)
-    except (ParameterError, ModelError) as exc:  # UnknownModelError is a ModelError
+    except (ParameterError, ModelError, VoiceSignatureError) as exc:  # UnknownModelError is a ModelError
         send.close()
         receive.close()
         await chunks.aclose()
