@@ -29,6 +29,14 @@ ALL_CORPORA = ("librispeech", "commonvoice", "vctk", "ravdess", "emodb", "music"
 SPEECH_CORPORA = ("librispeech", "commonvoice", "vctk", "ravdess", "emodb")
 #: the corpora with speaker gender the Gender model trains on (second batch: speechocean, baved)
 GENDER_CORPORA = (*SPEECH_CORPORA, "speechocean", "baved")
+#: non-speech human and environmental sounds: every clip is ``other`` for the speech/music/other
+#: models, whatever its label (an esc50 ``laughing`` or ``coughing`` clip is not speech)
+NONSPEECH_CORPORA = ("vocalizations", "esc50")
+#: the corpora of the speech/music/other models (Speech, SpeechRT) since issue 14
+SMO_CORPORA = (*ALL_CORPORA, "speechocean", "baved", "emospeech", *NONSPEECH_CORPORA)
+#: UnderageSpeaker: speechocean's children and adults + the adults of the other speech corpora
+UNDERAGE_CORPORA = ("speechocean", "librispeech", "commonvoice", "vctk", "ravdess", "emodb", "baved")
+UNDERAGE = ("child", "adult")
 
 # Corpus label -> class of the speech/music/other models. Emotion labels are speech.
 MUSIC_LABELS = {"music", "street_music"}  # UrbanSound8K street_music is buskers / car stereos
@@ -44,13 +52,50 @@ def data_root() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "data"
 
 
-def smo_class(label: str) -> str:
-    """speech / music / other for a corpus label."""
+def smo_class(label: str, corpus: str = "") -> str:
+    """speech / music / other for a corpus label (every clip of :data:`NONSPEECH_CORPORA` is
+    ``other``)."""
+    if corpus in NONSPEECH_CORPORA:
+        return "other"
     if label in MUSIC_LABELS:
         return "music"
     if label in NONSPEECH_OTHER:
         return "other"
     return "speech"  # speech and every emotion label
+
+
+def smo_usable(clip: Clip) -> bool:
+    """Whether a clip has a reliable speech/music/other truth. emospeech's ``scream`` clips are
+    left out: some are wordless screams, some shouted words ("help", "bacho"), unmarked."""
+    return not (clip.corpus == "emospeech" and clip.label == "scream")
+
+
+#: adult speakers by corpus: these corpora are read or acted by adults (librispeech, vctk,
+#: ravdess, emodb); commonvoice and baved have an age column, speechocean an age band
+_ADULT_CORPORA = {"librispeech", "vctk", "ravdess", "emodb"}
+_CV_ADULT = {"twenties", "thirties", "fourties", "fifties", "sixties", "seventies", "eighties", "nineties"}
+
+
+def underage_class(clip: Clip) -> str:
+    """``child`` / ``adult`` for the UnderageSpeaker model, ``""`` when the clip is not trained on.
+
+    Child: speechocean's ``age_band`` child (ages 6-12). Adult: speechocean's adults, every clip of
+    librispeech / vctk / ravdess / emodb, commonvoice clips whose ``age`` is twenties or older,
+    baved speakers tagged 18 or older. Left out: speechocean's teens (13-17, reported separately),
+    commonvoice ``teens`` and clips without an age, baved speakers tagged under 18 (tags doubtful),
+    non-speech clips and corpora without ages (emospeech).
+    """
+    if clip.cls != "speech":
+        return ""
+    if clip.corpus == "speechocean":
+        return {"child": "child", "adult": "adult"}.get(clip.age_band, "")
+    if clip.corpus in _ADULT_CORPORA:
+        return "adult"
+    if clip.corpus == "commonvoice":
+        return "adult" if clip.age in _CV_ADULT else ""
+    if clip.corpus == "baved":
+        return "adult" if clip.age.isdigit() and int(clip.age) >= 18 else ""
+    return ""
 
 
 @dataclass
@@ -67,6 +112,8 @@ class Clip:
     audio: np.ndarray  # int16
     hop_db: np.ndarray | None = None  # dBFS of every 256-sample hop
     ref_db: float = 0.0  # clip level: 95th percentile of 64 ms frame dB
+    age: str = ""  # manifest ``age`` (years, or commonvoice's decade words), "" when absent
+    age_band: str = ""  # manifest ``age_band`` (speechocean: child / teen / adult)
 
     def float_audio(self) -> np.ndarray:
         return self.audio.astype(np.float32) / 32768.0
@@ -108,9 +155,10 @@ def load_manifest(manifest: Path, name: str | None = None, workers: int = 2) -> 
     clips = []
     for r, a in zip(rows, audios):
         c = Clip(
-            corpus=name, file=r["file"], label=r.get("label", ""), cls=smo_class(r.get("label", "")),
+            corpus=name, file=r["file"], label=r.get("label", ""), cls=smo_class(r.get("label", ""), name),
             gender=r.get("gender", ""), language=r.get("language", ""), speaker=r.get("speaker", ""),
             split=r.get("split", ""), license=r.get("license", ""), audio=a,
+            age=r.get("age", "") or "", age_band=r.get("age_band", "") or "",
         )
         annotate(c)
         clips.append(c)

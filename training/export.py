@@ -36,9 +36,50 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
     )
 
 
+def onnx_members(path: Path) -> list[int]:
+    """The widths (channels) of the members of an ensemble graph written by
+    :mod:`training.ensemble` (``members.K.*`` weights), or ``[]`` for a single network."""
+    import onnx
+
+    g = onnx.load(str(path)).graph
+    init = {i.name for i in g.initializer}
+    if "members.0.head.0.weight" not in init:
+        return []
+    convs = [n for n in g.node if n.op_type == "Conv"]
+    heads = [i for i, n in enumerate(convs) if n.input[1].startswith("members.")]
+    dims = {i.name: list(i.dims) for i in g.initializer}
+    starts = [0] + [h + 1 for h in heads[:-1]]
+    return [int(dims[convs[s].input[1]][0]) for s in starts]
+
+
+def ensemble_from_onnx(path: Path, members: list[torch.nn.Module]) -> None:
+    """Load the weights of an ensemble graph (:func:`onnx_members`) into its ``members``
+    (:class:`training.nets.CausalTCN` of the widths it gives, without 2-D stem), each as
+    :func:`state_from_onnx` does (BatchNorm folded: keep it in eval mode when training). The
+    members' feature mean / std is the graph's ``members.K.mean`` (the export keeps one copy when
+    they are equal: ``members.0.mean``).
+
+    Raises:
+        ValueError: the graph's convolutions or widths do not match ``members``.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    g = onnx.load(str(path)).graph
+    init = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    convs = [n for n in g.node if n.op_type == "Conv"]
+    per = len(convs) // max(len(members), 1)
+    if per * len(members) != len(convs):
+        raise ValueError(f"{path}: {len(convs)} convolutions for {len(members)} members")
+    for k, net in enumerate(members):
+        mean = init.get(f"members.{k}.mean", init["members.0.mean"])
+        inv = init.get(f"members.{k}.inv_std", init["members.0.inv_std"])
+        net.load_state_dict(_state_from_convs(convs[k * per : (k + 1) * per], init, net, mean, inv, path))
+
+
 def state_from_onnx(path: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A state dict for ``model`` (a :class:`training.nets.CausalTCN` without 2-D stem, of the
-    exported graph's shape) that computes what the exported graph at ``path`` computes.
+    """A state dict for ``model`` (a :class:`training.nets.CausalTCN`, with or without 2-D stem, of
+    the exported graph's shape) that computes what the exported graph at ``path`` computes.
 
     The export folds each BatchNorm into the conv before it; the folded weights go into the
     conv (plus the BatchNorm's bias) and every BatchNorm becomes the identity (mean 0, variance
@@ -54,9 +95,16 @@ def state_from_onnx(path: Path, model: torch.nn.Module) -> dict[str, torch.Tenso
     g = onnx.load(str(path)).graph
     init = {i.name: numpy_helper.to_array(i) for i in g.initializer}
     convs = [n for n in g.node if n.op_type == "Conv"]
+    return _state_from_convs(convs, init, model, init["mean"], init["inv_std"], path)
+
+
+def _state_from_convs(convs: list, init: dict[str, np.ndarray], model: torch.nn.Module, mean: np.ndarray,
+                      inv_std: np.ndarray, path: Path) -> dict[str, torch.Tensor]:
     state = {k: v.clone() for k, v in model.state_dict().items()}
     names = ["patch"] + [f"blocks.{i}.{c}" for i in range(len(model.blocks)) for c in ("dw", "pw")] + ["head.0"]
     bns = ["bn0"] + [f"blocks.{i}.{b}" for i in range(len(model.blocks)) for b in ("bn1", "bn2")]
+    if getattr(model, "stem2d", None) is not None:  # its two convolutions come first in the graph
+        names, bns = ["stem2d.c1", "stem2d.c2", *names], ["stem2d.b1", "stem2d.b2", *bns]
     if len(convs) != len(names):
         raise ValueError(f"{path}: {len(convs)} convolutions, the model has {len(names)}")
     for node, name in zip(convs, names):
@@ -74,8 +122,8 @@ def state_from_onnx(path: Path, model: torch.nn.Module) -> dict[str, torch.Tenso
         state[f"{bn}.running_var"] = torch.full_like(state[f"{bn}.running_var"], 1.0 - mod.eps)
         state[f"{bn}.weight"] = torch.ones_like(state[f"{bn}.weight"])
         state[f"{bn}.bias"] = b if b is not None else torch.zeros_like(state[f"{bn}.bias"])
-    state["mean"] = torch.from_numpy(init["mean"].copy()).view_as(state["mean"])
-    state["inv_std"] = torch.from_numpy(init["inv_std"].copy()).view_as(state["inv_std"])
+    state["mean"] = torch.from_numpy(mean.copy()).view_as(state["mean"])
+    state["inv_std"] = torch.from_numpy(inv_std.copy()).view_as(state["inv_std"])
     return state
 
 

@@ -166,3 +166,8 @@ class ProbAverage(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(features) for m in self.members]).mean(0)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Log of the mean probability (normalised: softmax gives ``forward`` back), so that the
+        ensemble trains as one network under a cross-entropy loss."""
+        return torch.log(self.forward(features).clamp_min(1e-12))

@@ -56,15 +56,28 @@ import numpy as np
 
 from . import augment as A
 from .augment import codecs, levels, rooms
-from .data import ALL_CORPORA, REPO, SPEECH_CORPORA, Clip, active_frames, hangover, load_corpora
+from .data import (
+    ALL_CORPORA,
+    REPO,
+    SPEECH_CORPORA,
+    UNDERAGE,
+    UNDERAGE_CORPORA,
+    Clip,
+    active_frames,
+    hangover,
+    load_corpora,
+    underage_class,
+)
 from .evaluate import HANGOVER, cls_metrics, roc_auc
 from .sampler import GATE_DB, GENDERS, SMO
 
 CONDITIONS = ("clean", "telephone", "codec", "reverb", "noise_10dB", "noise_0dB", "music_10dB", "music_0dB")
 HANDLES = {"vad": "Vad", "speech": "Speech", "speech_rt": "SpeechRT", "gender": "Gender",
-           "arousal": "Arousal", "emotions": "Emotions"}
+           "arousal": "Arousal", "emotions": "Emotions", "underage_speaker": "UnderageSpeaker"}
 KIND = {"vad": "vad", "speech": "smo", "speech_rt": "smo", "gender": "gender", "arousal": "affect",
-        "emotions": "affect"}
+        "emotions": "affect", "underage_speaker": "underage"}
+#: the label policy of a model the augmentation chain has no entry for (voice models: "voice")
+POLICY = {"underage_speaker": "voice"}
 VOLUME_THRESHOLD = 10 ** (GATE_DB / 20)  # the engine's gate at the frame truth's -60 dBFS
 OUT = REPO / "training" / "robustness"
 
@@ -217,6 +230,42 @@ def score_gender(items: list[tuple[Clip, Heard, list[str], np.ndarray]]) -> dict
     return r
 
 
+def score_underage(items: list[tuple[Clip, Heard, list[str], np.ndarray]]) -> dict:
+    """UnderageSpeaker clip balanced accuracy (child / adult; clip decision as for Gender: the
+    majority of the frame argmax over the clip's speech frames), the engine's labels likewise,
+    the share of each adult corpus' clips called child (women and men apart), and the share of
+    speechocean's teens (13-17, not trained on) called child."""
+    ct, cp, ce, key = [], [], [], []
+    teens = []
+    for clip, h, labs, raw in items:
+        sp = _speech_frames(clip, h, 2)
+        n = min(len(sp), len(labs))
+        sp = sp[:n]
+        if not sp.any():
+            continue
+        pred = _majority(raw[:n][sp].argmax(1), 2)
+        cls = underage_class(clip)
+        if not cls:
+            if clip.age_band == "teen":
+                teens.append(pred == 0)
+            continue
+        ct.append(UNDERAGE.index(cls))
+        cp.append(pred)
+        ce.append(_majority([UNDERAGE.index(v) for v in labs[:n] if v in UNDERAGE], 2))
+        key.append(f"{clip.corpus}:{cls}:{clip.gender or '-'}")
+    t, p, e, key = np.array(ct), np.array(cp), np.array(ce), np.array(key)
+    r: dict[str, Any] = {"clips": cls_metrics(p, t, list(UNDERAGE)),
+                         "engine_clips": cls_metrics(e, t, [*UNDERAGE, "none"])}
+    r["called_child_by_group"] = {k: {"n": int((key == k).sum()), "share": float((p[key == k] == 0).mean())}
+                                  for k in sorted(set(key))}
+    adult = t == 1
+    r["adult_corpora_max_called_child"] = max(
+        (float((p[adult & np.char.startswith(key, c + ":")] == 0).mean())
+         for c in sorted({k.split(":")[0] for k in key[adult]})), default=float("nan"))
+    r["teens_called_child"] = {"n": len(teens), "share": float(np.mean(teens)) if teens else float("nan")}
+    return r
+
+
 def score_affect(model: str, items: list[tuple[Clip, Heard, list[str], np.ndarray]], ys: dict[int, int]) -> dict:
     """Arousal / Emotions clip UAR by ``training.evaluate_affect.metrics`` (clip decision: argmax
     of the mean probability over the clip's speech frames), and the engine's most frequent label."""
@@ -257,6 +306,8 @@ def select(model: str, corpora: list[str], manifests: list[str], split: str,
         clips = load_corpora(corpora, manifests)
         if KIND[model] == "gender":
             clips = [c for c in clips if c.gender in GENDERS]
+        elif KIND[model] == "underage":
+            clips = [c for c in clips if underage_class(c) or (c.corpus == "speechocean" and c.age_band == "teen")]
     clips = [c for c in clips if c.split == split]
     if max_clips and len(clips) > max_clips:
         idx = np.random.default_rng(0).choice(len(clips), max_clips, replace=False)
@@ -293,7 +344,7 @@ def evaluate(model: str, clips: list[Clip], ys: dict[int, int], bgs: A.Backgroun
     Blocks for the whole run (minutes). Raises what :func:`degrade` and the engine raise."""
     engine = engine_for(model, folder)
     handle = getattr(engine.models, HANDLES[model])
-    policy = A.policy_for(model)
+    policy = A.policy_for(POLICY.get(model, model))
     res: dict[str, Any] = {}
 
     async def run(cond: str) -> list[tuple[Clip, Heard, list[str], np.ndarray]]:
@@ -313,6 +364,8 @@ def evaluate(model: str, clips: list[Clip], ys: dict[int, int], bgs: A.Backgroun
             r = score_frames(model, items)
         elif kind == "gender":
             r = score_gender(items)
+        elif kind == "underage":
+            r = score_underage(items)
         else:
             r = score_affect(model, items, ys)
         r["n_clips"] = len(items)
@@ -332,6 +385,11 @@ def headline(model: str, r: dict) -> dict[str, float]:
     if kind == "gender":
         return {"clip accuracy": r["clips"]["accuracy"], "clip balanced accuracy": r["clips"]["balanced_accuracy"],
                 "engine clip accuracy": r["engine_clips"]["accuracy"]}
+    if kind == "underage":
+        return {"clip balanced accuracy": r["clips"]["balanced_accuracy"],
+                "engine clip balanced accuracy": r["engine_clips"]["balanced_accuracy"],
+                "adult corpus most called child": r["adult_corpora_max_called_child"],
+                "teens called child": r["teens_called_child"]["share"]}
     return {"clip UAR": r["all"]["clips"]["balanced_accuracy"], "frame UAR": r["all"]["frames"]["balanced_accuracy"],
             "engine clip UAR": r["engine_clips"]["balanced_accuracy"]}
 
@@ -388,6 +446,8 @@ def default_corpora(model: str) -> list[str]:
         from .affect import AFFECT_CORPORA
 
         return list(AFFECT_CORPORA)
+    if kind == "underage":
+        return list(UNDERAGE_CORPORA)
     return list(SPEECH_CORPORA) if kind == "gender" else list(ALL_CORPORA)
 
 

@@ -16,6 +16,11 @@ Frame truth (also used by :mod:`training.evaluate`):
 * frames quieter than -60 dBFS in the clean source (the engine's volume gate calls them
   silence) and frames before the stream start are ignored.
 * gender: the clip's speaker gender on active frames (hangover 2 frames), ignored elsewhere.
+* underage: the clip's ``child`` / ``adult`` class (:func:`training.data.underage_class`) on
+  active frames, the same way. Adults are drawn half from the corpora that also have children
+  (speechocean: Mandarin-L1 speakers reading English; its women 0.3, its men 0.2), half from the
+  rest, so that the accent of the child corpus is not what tells a child; girls and boys are
+  drawn alike.
 
 Two ways to make an example (``TaskCfg.fast_frac`` picks between them per example):
 
@@ -40,10 +45,19 @@ import numpy as np
 from deeptone_async.features import FRAME_SAMPLES, HOP_SAMPLES, N_MELS, POWER_FLOOR, SILENCE_FLOOR, logmel
 
 from . import augment as A
-from .data import Clip, active_frames, frame_db_from_hops, hangover
+from .data import UNDERAGE, Clip, active_frames, frame_db_from_hops, hangover, underage_class
 
 SMO = ("speech", "music", "other")
 GENDERS = ("male", "female")
+#: speaker-attribute tasks: the classes of each (drawn evenly, one clip class per clip)
+ATTRS: dict[str, tuple[str, ...]] = {"gender": GENDERS, "underage": UNDERAGE}
+
+
+def attr_index(task: str, clip: Clip) -> int:
+    """Class index of ``clip`` for a speaker-attribute task (:data:`ATTRS`), -1 when it has none."""
+    v = clip.gender if task == "gender" else underage_class(clip) if task == "underage" else ""
+    labels = ATTRS.get(task, ())
+    return labels.index(v) if v in labels else -1
 GATE_DB = -60.0
 IGNORE = -100
 HIST = 256
@@ -51,7 +65,7 @@ HIST = 256
 
 @dataclass
 class TaskCfg:
-    task: str  # "smo" or "gender"
+    task: str  # "smo" or a speaker-attribute task of ATTRS ("gender", "underage")
     context_frames: int
     n: int
     hangover: int
@@ -122,9 +136,26 @@ class Sampler:
         self.noise = [c for c in clips if c.cls == "other"]
         self.speech = [c for c in clips if c.cls == "speech"]
         self.rows = rows if rows is not None else (precompute_rows(clips) if cfg.fast_frac > 0 else {})
-        if cfg.task == "gender":
-            self.by_gender = {g: [c for c in self.speech if c.gender == g] for g in GENDERS}
+        if cfg.task in ATTRS:
+            labels = ATTRS[cfg.task]
+            self.by_gender = {g: [c for c in self.speech if attr_index(cfg.task, c) == k]
+                              for k, g in enumerate(labels)}
             self.w_gender = {g: self._corpus_weights(v) for g, v in self.by_gender.items()}
+            if cfg.task == "underage":
+                # adults: half from the child corpora (women 0.3, men 0.2: a woman's voice is the
+                # usual false alarm), half from the rest; children: girls and boys alike
+                kids = {c.corpus for c in self.by_gender["child"]}
+                ad, w = self.by_gender["adult"], self.w_gender["adult"]
+                w = self._share(ad, w, kids, 0.5)
+                inside = np.array([c.corpus in kids for c in ad])
+                fem = np.array([c.gender == "female" for c in ad])
+                if (inside & fem).any() and (inside & ~fem).any():
+                    w[inside & fem] *= 0.3 / w[inside & fem].sum()
+                    w[inside & ~fem] *= 0.2 / w[inside & ~fem].sum()
+                self.w_gender["adult"] = w / w.sum()
+                ch = self.by_gender["child"]
+                girls = {c.corpus + ":" + c.speaker for c in ch if c.gender == "female"}
+                self.w_gender["child"] = self._share(ch, self.w_gender["child"], set(), 0.5, girls)
         else:
             self.w_speech = self._corpus_weights(self.speech)
 
@@ -140,6 +171,20 @@ class Sampler:
             m = corp == k
             w[m] = np.sqrt(dur[m].sum()) * dur[m] / dur[m].sum()
         return w / w.sum()
+
+    @staticmethod
+    def _share(clips: list[Clip], w: np.ndarray, corpora: set[str], share: float,
+               speakers: set[str] | None = None) -> np.ndarray:
+        """``w`` rescaled so that the clips of ``corpora`` (or of ``corpus:speaker`` in
+        ``speakers``) weigh ``share`` in all (when both sides have clips)."""
+        inside = np.array([c.corpus in corpora or (speakers is not None and f"{c.corpus}:{c.speaker}" in speakers)
+                           for c in clips])
+        if not inside.any() or inside.all():
+            return w
+        out = w.copy()
+        out[inside] *= share / w[inside].sum()
+        out[~inside] *= (1 - share) / w[~inside].sum()
+        return out / out.sum()
 
     def _pick(self, clips: list[Clip], w: np.ndarray | None = None) -> Clip:
         return clips[int(self.rng.choice(len(clips), p=w))]
@@ -174,9 +219,10 @@ class Sampler:
     def _choose(self):
         cfg, rng = self.cfg, self.rng
         g = -1
-        if cfg.task == "gender":
-            g = int(rng.integers(2))
-            clip = self._pick(self.by_gender[GENDERS[g]], self.w_gender[GENDERS[g]])
+        if cfg.task in ATTRS:
+            labels = ATTRS[cfg.task]
+            g = int(rng.integers(len(labels)))
+            clip = self._pick(self.by_gender[labels[g]], self.w_gender[labels[g]])
             kind = "speech"
         else:
             u = rng.random()
@@ -225,7 +271,7 @@ class Sampler:
                     P[4 * pre :] += 10 ** ((s_db - snr - b_db) / 10) * self._power(br)
                 bg_cls = 1 if bg_is_music else 2
             on = hangover(act, cfg.hangover)
-            if cfg.task == "gender":
+            if cfg.task in ATTRS:
                 y[on] = g
             else:
                 y[:] = bg_cls if bg_cls is not None else 2
@@ -270,7 +316,7 @@ class Sampler:
                 mask = np.concatenate([np.zeros(HIST, bool), mask]) if len(mask) < len(seg) else mask
                 x[x_pre:] = A.mix_at_snr(seg, bgx, snr, mask[: len(seg)])
                 bg_cls = 1 if bg_is_music else 2
-            if cfg.task == "gender":
+            if cfg.task in ATTRS:
                 on = hangover(act, cfg.hangover)
                 y[on] = g
             else:

@@ -19,7 +19,7 @@ pytest.importorskip("torch", reason="the training code needs torch==2.13.0")
 from .evaluate import MODELS_DIR  # noqa: E402
 from .export import check_streaming, session  # noqa: E402
 
-FOLDERS = [p for p in ("speech", "speech_rt", "gender") if (MODELS_DIR / p / "model.onnx").exists()]
+FOLDERS = [p for p in ("speech", "speech_rt", "gender", "underage_speaker") if (MODELS_DIR / p / "model.onnx").exists()]
 
 
 @pytest.mark.parametrize("name", FOLDERS)
@@ -133,3 +133,44 @@ def test_ensemble_members_load_with_or_without_the_2d_stem(tmp_path) -> None:
         with torch.no_grad():
             torch.testing.assert_close(loaded(x), net.eval()(x))
 
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_an_exported_ensemble_reads_back_into_members_that_reproduce_it(tmp_path) -> None:
+    import torch
+
+    from .export import check_torch_vs_ort, ensemble_from_onnx, export_onnx, onnx_members
+    from .nets import CausalTCN, ProbAverage
+
+    torch.manual_seed(3)
+    blocks = [(3, 1), (2, 2)]
+    nets = [CausalTCN(3, w, blocks, mean=np.full(64, -7.0), std=np.full(64, 2.0)) for w in (8, 12)]
+    for n in nets:  # trained-looking BatchNorm statistics, folded by the export
+        for mod in n.modules():
+            if isinstance(mod, torch.nn.BatchNorm1d):
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.running_var.uniform_(0.5, 2.0)
+    ens = ProbAverage([n.eval() for n in nets]).eval()
+    export_onnx(ens, tmp_path / "model.onnx")
+    assert onnx_members(tmp_path / "model.onnx") == [8, 12]
+    back = [CausalTCN(3, w, blocks) for w in (8, 12)]
+    ensemble_from_onnx(tmp_path / "model.onnx", back)
+    again = ProbAverage(back).eval()
+    assert check_torch_vs_ort(again, tmp_path / "model.onnx") < 1e-4
+    x = torch.randn(2, 4 * 12, 64) * 3 - 8
+    with torch.no_grad():  # log-mean-probability logits: softmax gives the ensemble's output back
+        torch.testing.assert_close(torch.softmax(again.logits(x), -1), again(x), atol=1e-6, rtol=1e-5)
+    assert onnx_members(MODELS_DIR / "gender" / "model.onnx") == []  # a single network
+
+
+@pytest.mark.skipif(not (MODELS_DIR / "speech_rt" / "model.onnx").exists(), reason="SpeechRT not exported")
+def test_a_graph_with_the_2d_stem_reads_back_from_onnx() -> None:
+    from .export import check_torch_vs_ort, state_from_onnx
+    from .nets import CausalTCN
+    from .train import net_config
+
+    path = MODELS_DIR / "speech_rt" / "model.onnx"
+    m = net_config("speech_rt")
+    net = CausalTCN(len(m["labels"]), m["channels"], m["blocks"], stem2d=m["stem2d"])
+    net.load_state_dict(state_from_onnx(path, net))
+    assert check_torch_vs_ort(net.eval(), path) < 1e-4

@@ -3,6 +3,7 @@
     nice -n 10 python -m training.train --model speech     [--minutes 10]
     nice -n 10 python -m training.train --model speech_rt  [--minutes 15]
     nice -n 10 python -m training.train --model gender     [--minutes 14]
+    nice -n 10 python -m training.train --model underage_speaker --threads 1 --workers 1   [--minutes 25]
 
 Data: ``--corpora`` (names under the data root, ``$DEEPTONE_DATA``, default
 ``<repo>/../shared/data``) and/or ``--manifest PATH`` (repeatable; your own manifest.csv with
@@ -34,22 +35,40 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from .chain_rows import chain_rows
-from .data import ALL_CORPORA, CACHE, GENDER_CORPORA, REPO, load_corpora, split
-from .export import check_folder, check_torch_vs_ort, export_onnx, state_from_onnx
-from .nets import CausalTCN, n_params, state_stem2d, state_width, widen_state
-from .sampler import GENDERS, IGNORE, SMO, Sampler, TaskCfg, precompute_rows
+from .data import (
+    CACHE,
+    GENDER_CORPORA,
+    REPO,
+    SMO_CORPORA,
+    UNDERAGE,
+    UNDERAGE_CORPORA,
+    load_corpora,
+    smo_usable,
+    split,
+)
+from .export import (
+    check_folder,
+    check_torch_vs_ort,
+    ensemble_from_onnx,
+    export_onnx,
+    onnx_members,
+    state_from_onnx,
+)
+from .nets import CausalTCN, ProbAverage, n_params, state_stem2d, state_width, widen_state
+from .sampler import ATTRS, GENDERS, IGNORE, SMO, Sampler, TaskCfg, attr_index, precompute_rows
 
 MODELS = {
     "speech": dict(
         name="Speech", key="speech", labels=list(SMO), voice=False, speech_label="speech",
-        channels=128, blocks=[(3, 1), (3, 2), (3, 4), (3, 1)], task=TaskCfg("smo", 16, 16, hangover=7, fast_frac=0.7),
-        corpora=ALL_CORPORA, minutes=10.0,
+        channels=128, blocks=[(3, 1), (3, 2), (3, 4), (3, 1)], task=TaskCfg("smo", 16, 16, hangover=7, fast_frac=0.7, p_chain=0.6),
+        corpora=SMO_CORPORA, minutes=10.0, chain_copies=1, chain_reuse_gender=True,
         description="Speech / music / other, 1.09 s receptive field (speech over music is speech)",
     ),
     "speech_rt": dict(
         name="SpeechRT", key="speech-rt", labels=list(SMO), voice=False, speech_label="speech",
         channels=96, stem2d=16, blocks=[(2, 1), (1, 1), (1, 1)],
-        task=TaskCfg("smo", 1, 24, hangover=1, fast_frac=0.7), corpora=ALL_CORPORA, minutes=15.0,
+        task=TaskCfg("smo", 1, 24, hangover=1, fast_frac=0.7, p_chain=0.6), corpora=SMO_CORPORA, minutes=15.0,
+        chain_copies=1, chain_pool="speech", chain_reuse_gender=True,
         description="Low-latency speech / music / other, 128 ms receptive field",
     ),
     "gender": dict(
@@ -58,6 +77,15 @@ MODELS = {
         task=TaskCfg("gender", 47, 16, hangover=2, p_bg=0.4, snr=(5.0, 30.0), fast_frac=0.7, p_chain=0.6),
         corpora=(*GENDER_CORPORA, "music", "noise"), minutes=14.0, chain_copies=1,
         description="Speaker gender (male / female) of speech, 3.07 s receptive field",
+    ),
+    # the gender model's corpora in its order: the augmentation-chain rows of Gender's training
+    # clips (same clips, same voice policy) are reused from its cache (``chain_pool``)
+    "underage_speaker": dict(
+        name="UnderageSpeaker", key="underage-speaker", labels=list(UNDERAGE), voice=True, speech_label=None,
+        channels=64, blocks=[(3, 1), (3, 2), (2, 1), (2, 1)],
+        task=TaskCfg("underage", 8, 16, hangover=2, p_bg=0.4, snr=(5.0, 30.0), fast_frac=0.7, p_chain=0.6),
+        corpora=(*GENDER_CORPORA, "music", "noise"), minutes=25.0, chain_copies=1, chain_pool="gender",
+        description="Child (about 12 or younger) or adult speaker of speech, 576 ms receptive field",
     ),
 }
 
@@ -113,7 +141,7 @@ def write_model(model: torch.nn.Module, name: str, folder: Path) -> dict:
         "card": "card.md", "description": m["description"],
     }
     old = folder / "spec.json"
-    if old.exists() and cfg.task == "gender":  # keep a threshold chosen earlier until re-chosen
+    if old.exists() and cfg.task in ATTRS:  # keep a threshold chosen earlier until re-chosen
         spec["unknown_threshold"] = json.loads(old.read_text()).get("unknown_threshold")
     (folder / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
     checks = check_folder(folder)
@@ -130,6 +158,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the training process")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="model folder (default: the bundled one)")
     ap.add_argument("--fast-frac", type=float, default=None,
@@ -157,7 +186,7 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true",
                     help="continue from training/cache/<model>.pt (saved by the previous run)")
     a = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     try:
         m = net_config(a.model, a.channels, a.stem2d)
@@ -167,7 +196,11 @@ def main() -> None:
     corpora = m["corpora"] if a.corpora is None else a.corpora
     if cfg.task == "gender":
         corpora = [c for c in corpora if c in GENDER_CORPORA or c in ("music", "noise")]
+    elif cfg.task in ATTRS:
+        corpora = [c for c in corpora if c in (*GENDER_CORPORA, *UNDERAGE_CORPORA, "music", "noise")]
     clips = load_corpora(corpora, a.manifest)
+    if cfg.task == "smo":
+        clips = [c for c in clips if smo_usable(c)]
     train, val = split(clips, "train"), split(clips, "val")
     print(f"{len(train)} train / {len(val)} val clips from {corpora} + {a.manifest}", flush=True)
 
@@ -187,8 +220,21 @@ def main() -> None:
     print(f"precomputed log-mel rows in {time.time() - t_rows:.0f}s", flush=True)
     crows = None
     if cfg.p_chain > 0:  # the clips the sampler draws, through the augmentation chain
-        pool = [c for c in train if c.cls == "speech" and c.gender in GENDERS] if cfg.task == "gender" else train
-        crows = chain_rows(pool, a.model, copies=copies, seed=a.seed, workers=max(a.workers, 1), backgrounds=train)
+        chain_as = m.get("chain_pool", a.model)  # whose pool (and cache) of chain rows
+        crows = {}
+        if chain_as == "gender" or (cfg.task == "smo" and m.get("chain_reuse_gender")):
+            # Gender's pool, in its order: its cached rows (voice policy: every background keeps
+            # speech speech, so they hold for speech / music / other too)
+            pool = [c for c in train if c.cls == "speech" and c.gender in GENDERS and c.corpus in GENDER_CORPORA]
+            crows = chain_rows(pool, "gender", copies=copies, seed=a.seed, workers=max(a.workers, 1),
+                               backgrounds=train)
+        if chain_as != "gender":
+            if cfg.task in ATTRS:
+                pool = [c for c in train if c.cls == "speech" and attr_index(cfg.task, c) >= 0]
+            else:
+                pool = [c for c in train if id(c) not in crows]
+            crows |= chain_rows(pool, chain_as, copies=copies, seed=a.seed, workers=max(a.workers, 1),
+                                backgrounds=train)
     # feature statistics (of augmented training crops) go inside the graph
     f0, _ = Sampler(train, cfg, seed=a.seed + 99, rows=rows, chain_rows=crows).batch(256)
     flat = f0.reshape(-1, f0.shape[-1])
@@ -202,11 +248,20 @@ def main() -> None:
     prev_info = start.parent / "train_info.json" if from_onnx else start.with_suffix(".json")
     # a state made from an exported graph has its BatchNorms folded: they stay frozen in every run after
     freeze_bn = from_onnx or (resume and prev_info.exists() and json.loads(prev_info.read_text()).get("bn_frozen"))
-    if from_onnx:
+    widths = onnx_members(start) if from_onnx else []
+    if widths:  # an ensemble graph (training.ensemble): its members train together as one model
+        if m.get("stem2d"):
+            raise SystemExit("resuming an ensemble graph of networks with a 2-D stem is not supported")
+        members = [CausalTCN(len(m["labels"]), w, m["blocks"]) for w in widths]
+        ensemble_from_onnx(start, members)
+        model = ProbAverage(members)
+        check_torch_vs_ort(model, start)  # the members reproduce the graph
+        print(f"resumed the {len(widths)}-member ensemble {widths} from {start}", flush=True)
+    elif from_onnx:
         state = state_from_onnx(start, model)  # includes the feature mean/std constants
     elif resume:
         state = torch.load(start)  # includes the feature mean/std buffers
-    if resume:
+    if resume and not widths:
         width = state_width(state)
         if width > m["channels"]:
             raise SystemExit(f"{start} has {width} channels, more than the {m['channels']} asked for (--channels)")
@@ -285,7 +340,7 @@ def main() -> None:
                   train_seconds=round(time.time() - t0), corpora=list(corpora), manifests=a.manifest,
                   best_val_balanced_acc_crops=best[0], lr=a.lr, fast_frac=cfg.fast_frac, seed=a.seed,
                   p_bg=cfg.p_bg, snr=list(cfg.snr), p_chain=cfg.p_chain, chain_copies=copies if cfg.p_chain else 0,
-                  batch=a.batch, channels=m["channels"], **({"stem2d": m["stem2d"]} if m.get("stem2d") else {}))
+                  batch=a.batch, channels=widths or m["channels"], **({"stem2d": m["stem2d"]} if m.get("stem2d") else {}))
     if widened_from is not None:
         checks["widened_from_channels"] = widened_from
     if freeze_bn:
