@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from ._smoothed import SmoothingArg
 
 __all__ = ["Deeptone", "DEFAULT_VOLUME_THRESHOLD"]
+
+#: ``process_file``'s ``on_time_series``: (channel key, that channel's new results)
+TimeSeriesCallback = Callable[[str, list[dict[str, Any]]], None]
 
 DEFAULT_VOLUME_THRESHOLD = 0.005
 #: Per event loop: each engine's stream batcher (a RunVar lives as long as its loop runs).
@@ -252,6 +255,7 @@ class Deeptone:
         *,
         progress: ProgressCallback | None = None,
         voice_signatures: Mapping[str, Any] | None = None,
+        on_time_series: TimeSeriesCallback | None = None,
     ) -> AnalysisResult:
         """Analyse an audio file; every channel separately unless ``channel`` picks one.
 
@@ -263,6 +267,12 @@ class Deeptone:
 
         ``progress(frames_decoded, frames_total)`` is called after each decoded block
         (for progress bars). ``voice_signatures`` are :meth:`process_stream`'s.
+
+        ``on_time_series(channel_key, results)`` receives each channel's results as they
+        are made, in order, instead of the returned time series (which then stays empty):
+        with it, memory stays bounded on files of any length (archive workers write the
+        results out as they come). It is called on the event loop: it must not block for
+        long, and an exception it raises stops the analysis.
 
         Returns:
             ``{"channels": {"0": {"time_series": [...], "summary": {...},
@@ -282,7 +292,8 @@ class Deeptone:
         block = MAX_BLOCK_FRAMES * FRAME_SAMPLES if use_chunking else None
         source = FileSource(filename, channel=channel, block_frames=block, progress=progress)
         return await self._analyse(
-            source, specs, plan, period, threshold, include_summary, include_transitions, include_raw_values
+            source, specs, plan, period, threshold, include_summary, include_transitions, include_raw_values,
+            on_time_series,
         )
 
     async def process_audio_bytes(
@@ -406,24 +417,31 @@ class Deeptone:
         include_summary: bool,
         include_transitions: bool,
         include_raw: bool,
+        on_time_series: TimeSeriesCallback | None = None,
     ) -> AnalysisResult:
         fmt = await source.open()
         pipeline = Pipeline(source, fmt, plan, threshold, self._limiter, self.limits, period)
         keep = include_summary or include_transitions
         aggregator = Aggregator(specs, period, fmt.channels, bool(include_raw), keep_log=keep)
         series: list[list[dict[str, Any]]] = [[] for _ in range(fmt.channels)]
+        picked = source.channel if isinstance(source, FileSource) else None
+        names = [str(c if picked is None else picked) for c in range(fmt.channels)]
+
+        def take(per_channel: list[list[dict[str, Any]]]) -> None:
+            for c, items in enumerate(per_channel):
+                if on_time_series is None:
+                    series[c].extend(items)
+                elif items:
+                    on_time_series(names[c], items)
+
         try:
             async for block, outputs in pipeline.blocks():
-                for c, items in enumerate(aggregator.push(block, outputs)):
-                    series[c].extend(items)
+                take(aggregator.push(block, outputs))
         finally:
             await pipeline.aclose()
-        for c, items in enumerate(aggregator.finish()):
-            series[c].extend(items)
+        take(aggregator.finish())
         channels: dict[str, Any] = {}
-        for c in range(fmt.channels):
-            picked = source.channel if isinstance(source, FileSource) else None
-            name = str(c if picked is None else picked)
+        for c, name in enumerate(names):
             entry: dict[str, Any] = {"time_series": series[c]}
             if include_summary:
                 entry["summary"] = aggregator.summary(c)

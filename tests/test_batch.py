@@ -274,3 +274,35 @@ def test_public_names_are_exported_and_importing_loads_nothing_heavy() -> None:
     code = "import sys, deeptone_async.batch; print(sorted({'numpy', 'pyarrow', 'ray', 'onnxruntime'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60).stdout
     assert out.strip() == "[]"
+
+
+def test_a_file_with_more_rows_than_a_worker_holds_is_written_out_as_it_is_analysed(
+    archive: Path, speech: np.ndarray, engine: Deeptone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory per worker stays bounded whatever a file's length: past ``SPILL_ROWS`` rows a
+    file's results go into a part of its own as they are made; short files still share one."""
+    from deeptone_async.batch import _work
+    from deeptone_async.batch._run import _raw_labels
+
+    monkeypatch.setattr(_work, "SPILL_ROWS", 40)
+    spilled: list[str] = []
+    opened = _work._Spill._open
+    monkeypatch.setattr(_work._Spill, "_open", lambda self: (spilled.append(self.name), opened(self))[1])
+    long = tmp_path / "long.wav"
+    sf.write(long, np.resize(speech, 30 * SR), SR)  # 59 periods of 512 ms x 2 models: 118 rows
+    short = [str(p) for p in sorted(archive.glob("f[02].wav"))]  # 3 and 4 periods
+    options = batch.BatchOptions(models=("vad", "gender"), include_raw_values=True, include_transitions=True, output_period=512)
+    out = tmp_path / "out"
+    worker = _work.Worker(_work.Job(options, "parquet", str(out), _raw_labels(options)))
+    result = worker.run([short[0], str(long), str(archive / "broken.wav"), short[1]])
+
+    assert spilled == [str(long)]
+    parts = [r.part for r in result.records]
+    assert parts[1] is not None and parts[2] is None and parts[0] == parts[3] != parts[1]
+    assert len(list((out / "results").glob("part-*.parquet"))) == 2 and not list((out / "results").glob(".*"))
+    got = rebuild(out)
+    for name in (str(long), *short):
+        want = await_file(engine, name, options)
+        assert got[name] == {c: e["time_series"] for c, e in want["channels"].items()}
+    transitions = pq.read_table(out / "transitions").to_pylist()
+    assert {r["file"] for r in transitions} == {str(long), *short}

@@ -107,6 +107,9 @@ class Worker:
 
         For Parquet its rows are written as parts (``results/part-<id>.parquet``, ...)
         before this returns; the driver then commits the records (the ``files`` table).
+        Rows of short files are gathered into shared parts of up to :data:`MAX_PART_ROWS`;
+        a file with more than :data:`SPILL_ROWS` rows is written out as it is analysed,
+        into a part of its own, so a worker's memory stays bounded whatever the file's length.
 
         Raises:
             OSError: a part could not be written (the whole chunk is then retried or
@@ -116,27 +119,42 @@ class Worker:
         pending: list[tuple[int, dict[str, pa.Table]]] = []  # (record index, tables)
         rows = 0
         for name in files:
-            record, result = self.analyse(name)
+            spill = _Spill(self, name) if self.job.fmt == "parquet" else None
+            try:
+                record, result = self.analyse(name, spill)
+            except BaseException:
+                if spill is not None:
+                    spill.abort()
+                raise
             out.records.append(record)
             if self.job.fmt == "jsonl":
                 doc = {"file": name, **result} if result is not None else {
                     "file": name, "error": {"type": record.error_type, "message": record.error},
                 }
                 out.lines.append(json.dumps(doc))
-            elif result is not None:
-                tables = result_tables(name, result, self._schema)
-                pending.append((len(out.records) - 1, tables))
-                rows += tables["results"].num_rows
-                if rows >= MAX_PART_ROWS:
-                    self._flush(pending, out.records)
-                    pending, rows = [], 0
+                continue
+            assert spill is not None
+            if result is None:
+                spill.abort()
+                continue
+            tables = [*spill.held, result_tables(name, result, self._schema)]
+            if spill.part is not None:  # written as it came: finish its own part
+                out.records[-1] = _with_part(record, spill.finish(tables[-1]))
+                continue
+            joined = {t: pa_concat([x[t] for x in tables]) for t in ("results", "summary", "transitions")}
+            pending.append((len(out.records) - 1, joined))
+            rows += joined["results"].num_rows
+            if rows >= MAX_PART_ROWS:
+                self._flush(pending, out.records)
+                pending, rows = [], 0
         if pending:
             self._flush(pending, out.records)
         return out
 
-    def analyse(self, name: str) -> tuple[FileRecord, dict[str, Any] | None]:
+    def analyse(self, name: str, spill: _Spill | None = None) -> tuple[FileRecord, dict[str, Any] | None]:
         """One file's record and result (None when it failed); blocks, never raises for
-        the file's own faults (missing, not audio, a channel it lacks...)."""
+        the file's own faults (missing, not audio, a channel it lacks...). With ``spill``,
+        the time series goes to it as it is made (the result's time series stay empty)."""
         from ..cli._inputs import RAW_SUFFIXES, truncation
 
         start = time.perf_counter()
@@ -157,6 +175,7 @@ class Worker:
                     use_chunking=o.use_chunking,
                     volume_threshold=o.volume_threshold,
                     progress=lambda done, total: frames.__setitem__(0, done),
+                    on_time_series=spill.take if spill is not None else None,
                 )
         except Exception as exc:  # one bad file is an error record and the others go on
             kind, message = error_parts(exc)
@@ -181,6 +200,76 @@ class Worker:
             write_part(self._fs, self._root, table, part, pa.concat_tables([t[table] for _, t in pending]))
         for index, _ in pending:
             records[index] = _with_part(records[index], part)
+
+
+#: Rows of one file held in memory before they are written out as they come (a part of
+#: the file's own): about 100 bytes a row in Arrow, so ~10 MB.
+SPILL_ROWS = 100_000
+
+
+def pa_concat(tables: list[pa.Table]) -> pa.Table:
+    import pyarrow as pa
+
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+class _Spill:
+    """One file's time-series rows as ``process_file`` makes them (``on_time_series``):
+    held until :data:`SPILL_ROWS`, then streamed into a part of the file's own through a
+    Parquet writer (one row group per batch), so memory stays bounded on long files.
+    Runs on the engine's event loop (the worker has nothing else on it)."""
+
+    def __init__(self, worker: Worker, name: str) -> None:
+        self.worker, self.name = worker, name
+        self.held: list[dict[str, pa.Table]] = []
+        self.rows = 0
+        self.part: str | None = None
+        self._writer: Any = None
+        self._tmp = ""
+
+    def take(self, channel: str, items: list[dict[str, Any]]) -> None:
+        tables = result_tables(self.name, {"channels": {channel: {"time_series": items}}}, self.worker._schema)
+        if self._writer is None:
+            self.held.append(tables)
+            self.rows += tables["results"].num_rows
+            if self.rows < SPILL_ROWS:
+                return
+            writer = self._open()
+            for held in self.held:
+                writer.write_table(held["results"])
+            self.held = []
+        else:
+            self._writer.write_table(tables["results"])
+
+    def _open(self) -> Any:
+        import pyarrow.parquet as pq
+
+        w = self.worker
+        self.part = uuid.uuid4().hex
+        folder = f"{w._root}/results"
+        w._fs.create_dir(folder, recursive=True)
+        self._tmp = f"{folder}/.part-{self.part}.parquet.tmp"
+        self._writer = pq.ParquetWriter(self._tmp, w._schema["results"], filesystem=w._fs, compression="zstd")
+        return self._writer
+
+    def finish(self, last: dict[str, pa.Table]) -> str:
+        """Write ``last`` (the file's summary and transitions) and move the part into place."""
+        assert self.part is not None and self._writer is not None
+        w = self.worker
+        self._writer.close()
+        w._fs.move(self._tmp, f"{w._root}/results/part-{self.part}.parquet")
+        for table in ("summary", "transitions"):
+            if table != "transitions" or w.job.options.include_transitions:
+                write_part(w._fs, w._root, table, self.part, last[table])
+        return self.part
+
+    def abort(self) -> None:
+        """The file failed: drop what was written (its part was never referenced)."""
+        self.held = []
+        if self._writer is not None:
+            self._writer.close()
+            self.worker._fs.delete_file(self._tmp)
+            self._writer = None
 
 
 def _with_part(record: FileRecord, part: str) -> FileRecord:
