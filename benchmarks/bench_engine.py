@@ -1,6 +1,6 @@
 """Engine benchmarks; results are recorded in benchmarks/RESULTS.md.
 
-    python benchmarks/bench_engine.py rtf        [--models vad] [--minutes 10] [--repeats 5]
+    python benchmarks/bench_engine.py rtf        [--models vad] [--minutes 10] [--repeats 5] [--rate 8000]
     python benchmarks/bench_engine.py streams    [--counts 25,50,75,100] [--seconds 20]
     python benchmarks/bench_engine.py startup    [--repeats 7]
     python benchmarks/bench_engine.py memory     [--minutes 60]
@@ -45,26 +45,30 @@ def sample_audio(seconds: float) -> np.ndarray:
     return np.tile(base, reps)[: int(seconds * SR)]
 
 
-def write_long_file(seconds: float, folder: Path) -> Path:
+def write_long_file(seconds: float, folder: Path, rate: int = SR) -> Path:
     path = folder / f"long_{int(seconds)}s.wav"
     audio = sample_audio(min(seconds, 600))
-    with sf.SoundFile(str(path), "w", SR, 1, subtype="PCM_16") as f:
+    if rate != SR:  # e.g. 8 kHz, as a phone system records (the Vad runs its 8 kHz branch)
+        import soxr
+
+        audio = soxr.resample(audio, SR, rate, "HQ").astype(np.float32)
+    with sf.SoundFile(str(path), "w", rate, 1, subtype="PCM_16") as f:
         written = 0
-        while written < seconds * SR:
-            n = min(len(audio), int(seconds * SR) - written)
+        while written < seconds * rate:
+            n = min(len(audio), int(seconds * rate) - written)
             f.write(audio[:n])
             written += n
     return path
 
 
-def bench_rtf(models: list[str], minutes: float, repeats: int, detector: str | None = None) -> None:
+def bench_rtf(models: list[str], minutes: float, repeats: int, detector: str | None = None, rate: int = SR) -> None:
     from deeptone_async import Deeptone
 
     pin_one_core()
     engine = Deeptone(max_inference_threads=1, speech_detector=detector)
     voice = any(getattr(engine.models, m).voice if engine.is_model_available(m) else False for m in models)
     with tempfile.TemporaryDirectory() as d:
-        path = write_long_file(minutes * 60, Path(d))
+        path = write_long_file(minutes * 60, Path(d), rate)
         times: list[float] = []
         bare: list[tuple[float, float | None]] = []
         audio = sf.read(str(path), dtype="float32")[0]
@@ -72,11 +76,12 @@ def bench_rtf(models: list[str], minutes: float, repeats: int, detector: str | N
             t = time.perf_counter()
             anyio.run(lambda: engine.process_file(path, models))
             times.append(time.perf_counter() - t)
-            if models == ["vad"]:
+            if models == ["vad"] and rate == SR:
                 bare.append(_bare_silero(audio))
     med = statistics.median(times)
     with_detector = f" (+ speech detector {detector or 'vad'})" if voice else ""
-    row = (f"| process_file real-time factor, {'+'.join(models)}{with_detector}, {minutes:g} min file, 1 core | "
+    row = (f"| process_file real-time factor, {'+'.join(models)}{with_detector}, {minutes:g} min file"
+           f"{'' if rate == SR else f' at {rate} Hz'}, 1 core | "
            f"{minutes * 60 / med:.0f}x (median of {repeats}; {med:.2f} s per run)")
     if bare:
         b = statistics.median(t for t, _ in bare)
@@ -220,6 +225,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--counts", default="25,50,75,100")
     p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--rate", type=int, default=SR, help="rtf: the file's sample rate (default 16000)")
     args = p.parse_args()
     models = args.models.split(",")
     print(f"<!-- {sys.executable} {' '.join(sys.argv)}; {os.cpu_count()} CPUs visible; resource {resource.getpagesize()} -->")
@@ -232,7 +238,7 @@ def main() -> None:
             for spec in Deeptone().models:
                 bench_rtf([spec.key], args.minutes or 10, args.repeats, args.detector)
         else:
-            bench_rtf(models, args.minutes or 10, args.repeats, args.detector)
+            bench_rtf(models, args.minutes or 10, args.repeats, args.detector, args.rate)
     if args.what in ("streams", "all"):
         bench_streams([int(c) for c in args.counts.split(",")], args.seconds, models)
     if args.what in ("memory", "all"):
