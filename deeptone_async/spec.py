@@ -13,12 +13,13 @@ the model (see :mod:`deeptone_async.inference`):
     (its receptive field is ``context_frames + 1`` frames). The engine keeps the last
     ``context_frames`` frames of each stream so any chunking gives the same result.
 ``"silero_seq"``
-    Silero VAD v5 rebuilt for whole sequences (``windows`` ``(batch, steps, 576)``,
+    Silero VAD (v5 or v6) rebuilt for whole sequences (``windows`` ``(batch, steps, 576)``,
     ``state`` ``(2, batch, 128)`` -> ``speech`` ``(batch, steps)``, ``stateN``), as
     written by ``training/silero_seq.py``: two 512-sample steps per frame, all steps of a
-    block in one call, the recurrent state kept per stream. The bundled Vad.
+    block in one call, the recurrent state kept per stream; ``onnx_8k`` optionally names
+    the 8 kHz branch's graph (windows of 288), run for 8 kHz input. The bundled Vad.
 ``"silero"``
-    The Silero VAD v5 graph as published (``input``, ``state``, ``sr`` -> ``output``,
+    The Silero VAD v5 / v6 graph as published (``input``, ``state``, ``sr`` -> ``output``,
     ``stateN``): the same steps, one ONNX call each.
 ``"embedding"``
     Fed like ``"logmel"``, but the output is ``(batch, n, extra["dim"])`` float32, an
