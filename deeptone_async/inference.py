@@ -126,7 +126,7 @@ class _SileroBase:
 
 
 class SileroRunner(_SileroBase):
-    """Silero VAD v5 as published: one ONNX call per 512-sample step, recurrent state.
+    """Silero VAD (v5 or v6) as published, 16 kHz branch: one ONNX call per 512-sample step, recurrent state.
 
     For a user's own Silero-format graph (``kind="silero"``). Two steps per 64 ms frame; the
     frame's speech probability is the mean of its two steps. Streams of a batch are run
@@ -157,7 +157,7 @@ class SileroRunner(_SileroBase):
 
 
 class SileroSeqRunner(_SileroBase):
-    """Silero VAD v5 rebuilt to take all of a block's steps in one call (the bundled Vad).
+    """Silero VAD (v6 bundled) rebuilt to take all of a block's steps in one call (the bundled Vad).
 
     The graph (``windows`` ``(B, T, 576)``, ``state`` ``(2, B, 128)`` -> ``speech``
     ``(B, T)``, ``stateN``; built by ``training/silero_seq.py`` from the published weights)
