@@ -5,6 +5,7 @@
     python benchmarks/bench_batch.py ray    [--sets short] [--models vad,all] [--workers 2]
     python benchmarks/bench_batch.py ray-warm ...   # a local cluster started once, outside the timing
     python benchmarks/bench_batch.py overhead
+    python benchmarks/bench_batch.py memory [--models all]   # a worker's peak RSS on 1, 10, 60 min files
 
 Archives: ``short`` is 500 FLAC files of 3-60 s (uniform, seeded), ``long`` 20 FLAC files of
 10 min; their audio is the bundled demo sample (generated speech, notes and noise) from a
@@ -133,9 +134,37 @@ def overhead(root: Path) -> None:
           f"({', '.join(f'{s:.2f}' for s in starts)})")
 
 
+def memory(root: Path, models: str) -> None:
+    """A worker's peak RSS (a fresh process each) analysing one file of 1, 10 and 60 minutes
+    into Parquet with raw values: what it holds besides its engine as files get longer."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_engine import write_long_file
+
+    code = (
+        "import resource, sys, tempfile;"
+        "from deeptone_async.batch import BatchOptions;"
+        "from deeptone_async.batch._work import Worker, Job;"
+        "from deeptone_async.batch._run import _raw_labels;"
+        "m = sys.argv[2]; o = BatchOptions(models=None if m == 'all' else tuple(m.split('+')), include_raw_values=True);"
+        "w = Worker(Job(o, 'parquet', tempfile.mkdtemp(), _raw_labels(o)));"
+        "a = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "r = w.run([sys.argv[1]]).records[0]; assert r.ok, r;"
+        "print(a // 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
+    )
+    print("| file | models | peak RSS after the engine loaded | peak RSS after the file |")
+    print("|---|---|---|---|")
+    for minutes in (1, 10, 60):
+        path = root / f"long_{minutes * 60}s.wav"
+        if not path.exists():
+            write_long_file(minutes * 60, root)
+        run = subprocess.run([sys.executable, "-c", code, str(path), models], check=True, capture_output=True, text=True)
+        loaded, peak = run.stdout.split()
+        print(f"| {minutes} min | {models} | {loaded} MB | {peak} MB |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["make", "local", "ray", "ray-warm", "overhead"])
+    p.add_argument("what", choices=["make", "local", "ray", "ray-warm", "overhead", "memory"])
     p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     p.add_argument("--sets", default="short,long")
     p.add_argument("--models", default="vad,all", help="comma-separated; 'all' or names joined with +")
@@ -155,6 +184,8 @@ def main() -> None:
         bench(a.dir, kind, a.sets.split(","), a.models.split(","), [int(w) for w in a.workers.split(",")], a.repeats)
     elif a.what == "overhead":
         overhead(a.dir)
+    elif a.what == "memory":
+        memory(a.dir, a.models.split(",")[-1])
 
 
 if __name__ == "__main__":
