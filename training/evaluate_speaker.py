@@ -48,6 +48,7 @@ from .data import Clip, active_frames, frame_db_from_hops, hop_db, load_corpora
 
 CONDITIONS = ("clean", "telephone", "codec", "reverb", "noise_10dB", "noise_0dB", "music_10dB", "music_0dB")
 MIN_SPEECH = 16
+_LOADED: dict[str, list[Clip]] = {}
 ENROL_S = 5.0
 
 
@@ -57,12 +58,15 @@ def _folder() -> Path:
     return FOLDER
 
 
-def val_clips(max_speakers: int = 0, seed: int = 0) -> tuple[list[Clip], list[Clip]]:
+def val_clips(max_speakers: int = 0, seed: int = 0, backgrounds: bool = True) -> tuple[list[Clip], list[Clip]]:
     """(val clips with a speaker and >= 1 s of speech, val noise and music clips).
     ``max_speakers`` > 0: at most that many speakers per corpus (seeded choice, all their clips)."""
     from .speaker_embedding import BG_CORPORA, CORPORA, clip_active, speaker_clips
 
-    clips = [c for c in speaker_clips(load_corpora(list(CORPORA)), "val") if clip_active(c).sum() >= MIN_SPEECH]
+    if "val" not in _LOADED:  # one load per process (export + evaluation in one run)
+        _LOADED["val"] = [c for c in speaker_clips(load_corpora(list(CORPORA)), "val")
+                          if clip_active(c).sum() >= MIN_SPEECH]
+    clips = _LOADED["val"]
     if max_speakers:
         rng = np.random.default_rng(seed)
         keep: set[str] = set()
@@ -70,7 +74,7 @@ def val_clips(max_speakers: int = 0, seed: int = 0) -> tuple[list[Clip], list[Cl
             spk = sorted({c.speaker for c in clips if c.corpus == corpus})
             keep |= {f"{corpus}:{s}" for s in rng.permutation(spk)[:max_speakers]}
         clips = [c for c in clips if f"{c.corpus}:{c.speaker}" in keep]
-    bgs = [c for c in load_corpora(list(BG_CORPORA)) if c.split == "val"]
+    bgs = [c for c in load_corpora(list(BG_CORPORA)) if c.split == "val"] if backgrounds else []
     return clips, bgs
 
 
@@ -240,7 +244,7 @@ def threshold_info(onnx_path: Path, ctx: int) -> dict:
     from .export import session
 
     sess = session(onnx_path)
-    clips, _ = val_clips()
+    clips, _ = val_clips(backgrounds=False)
     utts, frames = embed_all(sess, ctx, clips, [c.float_audio() for c in clips])
     v = verification(utts, [f"{c.corpus}:{c.speaker}" for c in clips], [c.corpus for c in clips])
     f = frame_threshold(frames, clips, ctx)
@@ -307,7 +311,13 @@ def main() -> None:
     ap.add_argument("--folder", type=Path, default=None)
     ap.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
     ap.add_argument("--max-speakers", type=int, default=0, help="per corpus (seeded); 0: every val speaker")
+    ap.add_argument("--export", type=Path, default=None, metavar="CKPT",
+                    help="first export this checkpoint into the folder (training.speaker_embedding --export)")
     a = ap.parse_args()
+    if a.export is not None:
+        from .speaker_embedding import export
+
+        export(a.export, a.folder or _folder())
     folder = a.folder or _folder()
     r = evaluate(folder, a.conditions, a.max_speakers)
     (folder / "eval_embedding.json").write_text(json.dumps(r, indent=1) + "\n")

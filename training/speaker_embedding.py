@@ -27,7 +27,7 @@
 **Network** (:class:`SpeakerNet`): the shared stem of :mod:`training.nets` (per-band
 normalisation, kernel-4 stride-4 patchify conv, residual dilated depthwise-separable blocks,
 16 frames of context), then a causal sliding statistics pooling over the last 17 frames (mean and
-standard deviation of every channel: an x-vector's pooling, but per frame), a linear layer to
+standard deviation of every channel, in float64: an x-vector's pooling, but per frame), a linear layer to
 ``dim`` and L2 normalisation.
 
 **Data**: every speaker of the train splits of librispeech, commonvoice, speechocean, vctk,
@@ -227,13 +227,40 @@ class Crops:
         y = np.where(n_act >= MIN_ACTIVE, spk, -1)
         return feats, y
 
-    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, size: int, per_speaker: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` speakers, ``per_speaker`` crops each: crop ``k * size + i`` is speaker ``i``'s k-th."""
         spk = self.rng.choice(self.n_speakers, size=size, replace=False, p=self.w_spk)
-        fs, ys = zip(*(self.one(int(s)) for s in spk))
+        fs, ys = zip(*(self.one(int(s)) for _ in range(per_speaker) for s in spk))
         return torch.from_numpy(np.stack(fs)), torch.from_numpy(np.stack(ys)).long()
 
 
+def proto_loss(emb: torch.Tensor, valid: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Angular prototypical loss (Chung et al. 2020, "In defence of metric learning for speaker
+    recognition") on frame embeddings ``emb`` (2B, n, dim) of B speakers x 2 crops: each crop's
+    mean embedding over its ``valid`` frames is its speaker's prototype, the valid frames of the
+    other crop are queries classified among the B prototypes by ``w * cos + b``; both ways."""
+    B = emb.shape[0] // 2
+    v = valid.float() + 1e-6  # a crop without valid frames: the plain mean
+    protos = nn.functional.normalize((emb * v[..., None]).sum(1) / v.sum(1, keepdim=True), dim=-1)
+    loss = emb.new_zeros(())
+    for q, p in ((slice(B, 2 * B), slice(0, B)), (slice(0, B), slice(B, 2 * B))):
+        m = valid[q]
+        if not bool(m.any()):
+            continue
+        target = torch.arange(B)[:, None].expand(B, emb.shape[1])[m]
+        lg = w * (emb[q][m] @ protos[p].t()) + b
+        loss = loss + nn.functional.cross_entropy(lg, target) / 2
+    return loss
+
+
 # ---------------------------------------------------------------------------------- network
+
+
+def window_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean of every ``k`` consecutive frames of (B, C, T) -> (B, C, T - k + 1), by differences of
+    a cumulative sum (exact in float64; onnxruntime has no float64 AveragePool)."""
+    c = torch.cumsum(nn.functional.pad(x, (1, 0)), dim=2)
+    return (c[:, :, k:] - c[:, :, :-k]) / k
 
 
 class SpeakerNet(nn.Module):
@@ -246,17 +273,20 @@ class SpeakerNet(nn.Module):
         super().__init__()
         add_stem(self, channels, list(blocks), mean, std)
         self.context_frames = sum((k - 1) * d for k, d in blocks) + pool - 1
-        self.pool = nn.AvgPool1d(pool, stride=1)
+        self.pool_frames = pool
         self.embed = nn.Conv1d(2 * channels, dim, 1)
         self.centres = nn.Parameter(torch.randn(n_speakers, dim) * 0.05)
+        self.ap_w = nn.Parameter(torch.tensor(10.0))  # prototypical loss scale and bias (training only)
+        self.ap_b = nn.Parameter(torch.tensor(-5.0))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = ((features - self.mean) * self.inv_std).transpose(1, 2)
         x = torch.relu(self.bn0(self.patch(x)))
         x = self.blocks(x)
-        m = self.pool(x)
-        s = torch.sqrt(torch.relu(self.pool(x * x) - m * m) + 1e-4)
-        e = self.embed(torch.cat([m, s], dim=1)).transpose(1, 2)
+        xd = x.double()  # the variance E[x^2] - E[x]^2 cancels: float32 sums differ between runtimes
+        m = window_mean(xd, self.pool_frames)
+        s = torch.sqrt(torch.relu(window_mean(xd * xd, self.pool_frames) - m * m) + 1e-4)
+        e = self.embed(torch.cat([m, s], dim=1).float()).transpose(1, 2)
         return e / torch.sqrt((e * e).sum(-1, keepdim=True) + 1e-12)
 
     def am_logits(self, emb: torch.Tensor, y: torch.Tensor, margin: float, scale: float = 30.0) -> torch.Tensor:
@@ -276,6 +306,17 @@ class Exported(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features)
+
+
+def load_state(model: SpeakerNet, state: dict) -> None:
+    """Load a checkpoint's state; one from before the prototypical loss lacks its two scalars.
+
+    Raises:
+        RuntimeError: any other key missing or unexpected.
+    """
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"ap_w", "ap_b"}:
+        raise RuntimeError(f"checkpoint does not fit: missing {missing}, unexpected {unexpected}")
 
 
 def build(n_speakers: int, cfg: dict, mean=None, std=None) -> SpeakerNet:
@@ -313,7 +354,7 @@ def train(a: argparse.Namespace) -> None:
     cfg = {"channels": a.channels, "dim": a.dim, "n_speakers": crops.n_speakers, "corpora": list(a.corpora),
            "bg_corpora": list(a.bg_corpora),
            "batch": a.batch, "lr": a.lr, "margin": a.margin, "p_chain": a.p_chain, "seed": a.seed,
-           "frame_share": a.frame_share, "p_tel": 0.15}
+           "frame_share": a.frame_share, "p_tel": 0.15, "proto": a.proto}
     step, history = 0, []
     if a.resume and a.ckpt.exists():
         ck = torch.load(a.ckpt, weights_only=False)
@@ -321,7 +362,7 @@ def train(a: argparse.Namespace) -> None:
             raise SystemExit(f"checkpoint has {ck['cfg']['n_speakers']} speakers, the data {crops.n_speakers}")
         cfg = {**ck["cfg"], "lr": a.lr, "p_chain": a.p_chain}
         model = build(crops.n_speakers, cfg)
-        model.load_state_dict(ck["model"])
+        load_state(model, ck["model"])
         step, history = ck["step"], ck["history"]
         crops.rng.bit_generator.state = ck["rng"]
         print(f"resumed at step {step}", flush=True)
@@ -342,13 +383,15 @@ def train(a: argparse.Namespace) -> None:
         lr = lr_at(step, a.steps, a.lr)
         for g in opt.param_groups:
             g["lr"] = lr
-        X, Y = crops.batch(a.batch)
+        X, Y = crops.batch(a.batch, 2 if a.proto else 1)
         emb = model(X)
         keep = (Y >= 0) & (torch.rand(Y.shape) < a.frame_share)  # a share of the frames: the head is costly
         e, y = emb[keep], Y[keep]
         margin = a.margin * min(1.0, step / 500)
         lg = model.am_logits(e, y, margin)
         loss = nn.functional.cross_entropy(lg, y)
+        if a.proto:
+            loss = loss + a.proto * proto_loss(emb, Y >= 0, model.ap_w, model.ap_b)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -378,7 +421,7 @@ def train(a: argparse.Namespace) -> None:
 def load_net(path: Path = CKPT) -> tuple[SpeakerNet, dict]:
     ck = torch.load(path, weights_only=False)
     model = build(ck["cfg"]["n_speakers"], ck["cfg"])
-    model.load_state_dict(ck["model"])
+    load_state(model, ck["model"])
     model.eval()
     return model, ck
 
@@ -393,10 +436,11 @@ def export(path: Path, folder: Path) -> None:
     onnx_path = folder / "model.onnx"
     tmp = folder / "model.onnx.tmp"
     x = torch.randn(2, SUBFRAMES * (model.context_frames + 8), N_MELS) * 3 - 8
-    torch.onnx.export(Exported(model), (x,), str(tmp), input_names=["features"], output_names=["embeddings"],
+    torch.onnx.export(Exported(model).eval(), (x,), str(tmp), input_names=["features"], output_names=["embeddings"],
                       dynamic_axes={"features": {0: "batch", 1: "rows"}, "embeddings": {0: "batch", 1: "frames"}},
                       opset_version=17, dynamo=False)
     s = session(tmp)
+    model.eval()  # the export restores the wrapper's mode; the reference must be in eval mode
     with torch.no_grad():
         ref = model(x).numpy()
     diff = float(np.abs(s.run(None, {"features": x.numpy()})[0] - ref).max())
@@ -449,6 +493,8 @@ def main() -> None:
     ap.add_argument("--margin", type=float, default=0.2)
     ap.add_argument("--channels", type=int, default=CHANNELS)
     ap.add_argument("--dim", type=int, default=DIM)
+    ap.add_argument("--proto", type=float, default=1.0,
+                    help="weight of the angular prototypical loss (2 crops per speaker); 0: AM-softmax only")
     ap.add_argument("--frame-share", type=float, default=0.25, help="share of a crop's frames in the loss")
     ap.add_argument("--p-chain", type=float, default=0.8,
                     help="share of the examples of a clip with a chained copy that use it")
