@@ -7,8 +7,8 @@ voice into a signature (store it with the account: it is a small JSON-able dict)
 call it passes the signature to ``process_stream``; SpeakerMap then reports the caller's id
 instead of ``speaker_1`` as soon as it has heard enough of the voice (about 1 s of speech:
 the map needs speech in its 2.1 s receptive field first), and the bot greets them by name.
-A voice it does not know is numbered (``speaker_1``): after 3 s of it, the bot asks who is
-calling.
+A voice it does not know is numbered (``speaker_1``; ``unknown`` while the map is still
+deciding): after 3 s of such speech, the bot asks who is calling.
 
 The call is streamed in 64 ms pieces as a telephony stack would deliver it (here faster
 than real time), and results come every 256 ms.
@@ -57,7 +57,8 @@ async def greet(engine: Deeptone, call: Path, signatures: dict, names: dict[str,
             who = result["results"]["speaker-map"]["result"]
             if who in names:
                 return f"[{result['timestamp'] / 1000:.1f} s] Hello {names[who]}, welcome back!"
-            unknown_ms = unknown_ms + 256 if who.startswith("speaker_") else unknown_ms
+            if who.startswith("speaker_") or who == "unknown":  # speech, but not a known caller's
+                unknown_ms += 256
             if unknown_ms >= 3000:
                 return f"[{result['timestamp'] / 1000:.1f} s] Hello! May I ask who is calling?"
     return None
@@ -80,5 +81,5 @@ if __name__ == "__main__":
             d = Path(tmp)
             enrol = espeak("Hello, my name is Alice. I would like to open an account for my small bakery in town.", "en+f3", d / "enrol.wav")
             alice = espeak("Hi, it is me again. I am calling about the delivery of my order from last week.", "en+f3", d / "alice_call.wav")
-            other = espeak("Good afternoon. I saw your advertisement and I have a question about your prices.", "en+m3", d / "other_call.wav")
+            other = espeak("Good afternoon. I saw your advertisement in the newspaper yesterday and I have a question about your prices for large orders.", "en+m3", d / "other_call.wav")
             anyio.run(main, enrol, [alice, other])
