@@ -25,17 +25,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError
 
-__all__ = ["MultiLabel"]
+if TYPE_CHECKING:  # numpy is imported where decisions are made: reading specs stays light
+    import numpy as np
+    import numpy.typing as npt
 
-Float32 = npt.NDArray[np.float32]
-IntArray = npt.NDArray[np.int64]
+    Float32 = npt.NDArray[np.float32]
+    IntArray = npt.NDArray[np.int64]
+
+__all__ = ["MultiLabel"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ class MultiLabel:
     def decide(self, probs: Float32) -> tuple[IntArray, Float32]:
         """Label index and confidence per row of ``probs`` ``(..., K)`` (rule in the module
         docstring). Pure function."""
+        import numpy as np
+
         ratio = probs / np.asarray(self.thresholds, np.float32)
         k = probs.shape[-1]
         is_bg = np.zeros(k, bool)
