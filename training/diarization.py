@@ -346,12 +346,37 @@ def _sets(args: argparse.Namespace) -> tuple[list[Conversation], list[Conversati
 
 
 GRID = {
-    "assign_offset": [-0.05, 0.0, 0.05, 0.1, 0.15, 0.2],  # assign = the frame EER threshold + offset
-    "new_gap": [0.05, 0.1, 0.2],  # new = assign - new_gap
+    "assign_offset": [-0.04, -0.02, 0.0, 0.01, 0.02],  # assign = the tune set's EER threshold + offset
+    "new_gap": [0.01, 0.03, 0.06, 0.1],  # new = assign - new_gap
     "min_turn_frames": [4, 8, 12],
     "min_new_frames": [12, 20],
     "min_window_speech": [8, 14],
 }
+
+
+def centroid_eer_threshold(convs: list[Conversation], cached: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
+    """The similarity at which frames are as often below their own speaker's mean voice as
+    above another speaker's (equal error rate), on single-speaker speech frames of ``convs``."""
+    pos, neg = [], []
+    for c, (emb, speech, _) in zip(convs, cached):
+        n = min(len(emb), c.ref.shape[0])
+        solo = (c.ref[:n].sum(axis=1) == 1) & (speech[:n] >= 0.5)
+        who = c.ref[:n].argmax(axis=1)
+        means = []
+        for s in range(c.ref.shape[1]):
+            m = emb[:n][solo & (who == s)].mean(axis=0) if (solo & (who == s)).any() else np.zeros(emb.shape[1])
+            means.append(m / max(float(np.linalg.norm(m)), 1e-9))
+        sims = emb[:n][solo] @ np.array(means).T
+        own = who[solo]
+        pos.append(sims[np.arange(len(own)), own])
+        mask = np.ones_like(sims, bool)
+        mask[np.arange(len(own)), own] = False
+        neg.append(sims[mask])
+    p, q = np.concatenate(pos), np.concatenate(neg)
+    grid = np.linspace(-1, 1, 2001)
+    miss = np.searchsorted(np.sort(p), grid) / len(p)
+    fa = 1 - np.searchsorted(np.sort(q), grid) / len(q)
+    return float(grid[int(np.argmin(np.abs(miss - fa)))])
 
 
 def tune(args: argparse.Namespace) -> None:
@@ -363,13 +388,13 @@ def tune(args: argparse.Namespace) -> None:
     engine = _engine(args.model_dir)
     spec = _speaker_spec(engine)
     convs, _ = _sets(args)
-    emb_json = json.loads((Path(args.model_dir or OUT) / "embedding.json").read_text())
-    base = float(emb_json.get("threshold_frame_eer", 0.5))
     cached = [asyncio.run(frame_outputs(engine, c.audio)) for c in convs]
+    base = centroid_eer_threshold(convs, cached)
+    print(f"frame-to-speaker-mean EER threshold on the tune set: {base:.3f}", flush=True)
     results = []
     t0 = time.time()
     for offset, gap, mt, mn, mw in itertools.product(*GRID.values()):
-        assign = round(min(0.95, base + offset), 3)
+        assign = round(min(0.995, base + offset), 3)
         cl = Clustering(assign=assign, new=assign - gap, min_turn_frames=mt, min_new_frames=mn, min_window_speech=mw)
         parts, right = [], 0
         for c, cache in zip(convs, cached):
@@ -385,11 +410,11 @@ def tune(args: argparse.Namespace) -> None:
     path = out_dir / "spec.json"
     data = json.loads(path.read_text())
     data["unknown_threshold"] = best[3].assign
-    data["clustering"] = {k: v for k, v in vars(best[3]).items() if k != "assign"}
+    data["clustering"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in vars(best[3]).items() if k != "assign"}
     path.write_text(json.dumps(data, indent=2) + "\n")
     (out_dir / "diarization_tuning.json").write_text(json.dumps({
         "command": "python -m training.diarization --tune",
-        "conversations": len(convs), "threshold_frame_eer": base, "objective": "DER + 0.1 * share of wrong speaker counts, on the tune set",
+        "conversations": len(convs), "centroid_eer_threshold": base, "objective": "DER + 0.1 * share of wrong speaker counts, on the tune set",
         "top": [{"params": vars(r[3]), "tune": r[1], "count_accuracy": round(r[2], 4)} for r in results[:10]],
     }, indent=2) + "\n")
 
@@ -502,8 +527,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tune", action="store_true")
     ap.add_argument("--report", action="store_true")
-    ap.add_argument("--tune-count", type=int, default=48)
-    ap.add_argument("--test-count", type=int, default=80)
+    ap.add_argument("--tune-count", type=int, default=24)
+    ap.add_argument("--test-count", type=int, default=40)
     ap.add_argument("--model-dir", help="register SpeakerMap from this folder (development)")
     ap.add_argument("--out", default=str(OUT), help="folder of spec.json and the reports (default: the bundled model's)")
     args = ap.parse_args()
