@@ -295,3 +295,17 @@ def test_greet_enrolled_caller_example(engine: Deeptone) -> None:
     out = _run_example("greet_enrolled_caller.py")
     assert "alice_call.wav: [" in out and "Hello Alice, welcome back!" in out.split("alice_call.wav")[1].splitlines()[0], out
     assert "who is calling" in out.split("other_call.wav")[1].splitlines()[0], out
+
+
+def test_sync_facade_has_signatures(conversation) -> None:
+    from deeptone_async.sync import Deeptone as SyncDeeptone
+
+    with SyncDeeptone() as engine:
+        _needs_model(engine.engine)
+        path, audio, turns = conversation
+        sigs = engine.create_voice_signatures([{"speaker_id": "first", "audio": audio[: int(turns[0][1] * SR)]}])
+        chunks = (audio[i : i + 4096] for i in range(0, len(audio), 4096))
+        labels = [r["results"]["speaker-map"]["result"] for r in engine.process_stream(chunks, ["speaker-map"], 64, voice_signatures=sigs)]
+        assert _turn_majorities(labels, turns)[0] == "first"
+        out = engine.process_file(path, ["speaker-map"], 64, voice_signatures=sigs)
+        assert [r["results"]["speaker-map"]["result"] for r in out["time_series"]] == labels
