@@ -87,6 +87,9 @@ class ModelSpec:
             thresholds and decision rule (:mod:`deeptone_async.multilabel`); else ``None``.
         onnx_8k: for ``"silero_seq"``: the 8 kHz branch's graph, run for 8 kHz input
             (:mod:`deeptone_async.narrowband`); ``None``: 8 kHz input takes the 16 kHz graph.
+        extra: for ``"embedding"`` models, the embedding's ``dim`` and ``version`` and the
+            map's ``clustering`` parameters (:mod:`deeptone_async.speaker_map`); a call
+            with voice signatures adds ``known`` (speaker id -> voice).
     """
 
     name: str
