@@ -219,3 +219,26 @@ def test_init_from_onnx_reproduces_each_network_of_an_exported_ensemble(tmp_path
             torch.testing.assert_close(fresh(x), members[k](x), atol=1e-5, rtol=1e-4)
     with pytest.raises(SystemExit, match="does not fit"):
         init_from_onnx(AffectNet(3, channels=16), tmp_path / "model.onnx")
+
+
+def test_a_chain_trained_model_gets_the_issue14_card(tmp_path) -> None:
+    import json
+    import shutil
+
+    from .affect_card import write_card
+    from .data import REPO
+
+    bundled = REPO / "deeptone_async" / "models" / "arousal"
+    shutil.copy(bundled / "spec.json", tmp_path / "spec.json")
+    shutil.copy(bundled / "eval.json", tmp_path / "eval_val_ravdess_emodb.json")
+    shutil.copy(bundled / "eval.json", tmp_path / "eval.json")
+    info = json.loads((bundled / "train_info.json").read_text())
+    info.update(augment="chain", corpora=["ravdess", "emodb", "baved", "emospeech"], versions=2, p_clean=0.3)
+    (tmp_path / "train_info.json").write_text(json.dumps(info))
+    card = write_card("arousal", tmp_path).read_text()
+    assert "--augment chain --corpora ravdess emodb baved emospeech --versions 2" in card and "--p-clean 0.3" in card
+    for corpus in ("`baved`", "`emospeech`", "scream"):
+        assert corpus in card
+    assert "| baved | - | not run |" in card  # no cross-corpus result: said so, not invented
+    assert "| all | 321 | **77.1%** |" in card and "previous model, same clips" in card
+    assert "--augment legacy" not in card
