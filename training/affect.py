@@ -72,9 +72,11 @@ from deeptone_async.features import N_MELS, SUBFRAMES
 
 from .affect_data import (
     AFFECT_CORPORA,
+    AROUSAL_MAP,
     AUGMENTS,
     BG_CORPORA,
     CHAIN_BG_CORPORA,
+    EMOTIONS_MAP,
     FINE,
     MODELS,
     Item,
@@ -109,7 +111,7 @@ from .nets import n_params
 from .sampler import IGNORE
 
 __all__ = [  # the names other modules (robustness, evaluate_affect, affect_card, tests) import from here
-    "AFFECT_CORPORA", "BG_CORPORA", "BLOCKS", "CHANNELS", "MODELS", "POOL", "AffectNet", "PriorBias", "apply_bias",
+    "AFFECT_CORPORA", "AROUSAL_MAP", "BG_CORPORA", "EMOTIONS_MAP", "BLOCKS", "CHANNELS", "MODELS", "POOL", "AffectNet", "PriorBias", "apply_bias",
     "build_items", "clip_confusion", "corpora_for", "fit_prior_bias", "init_from", "load_affect", "mapping_for",
     "speaker_folds", "speaker_of", "speech_mask", "speech_rows", "train_one", "uar_of",
 ]
