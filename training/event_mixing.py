@@ -20,6 +20,9 @@ noise           cry (donateacry infant cries) -> neg; street_music -> music;
                 the rest -> noise
 emospeech       scream -> neg (its ``speech`` target is not scored: screams may hold words);
                 the emotion clips (spoken command words on phones) -> speech
+any other       the labels above (laugh / laughing, cry / crying_baby / scream, cough /
+                coughing / sneeze / sneezing / throat_clear / nose_blow) -> their class;
+                otherwise as :func:`training.data.smo_class` says (speech / music / noise)
 speech corpora  speech; ``music`` -> music
 ==============  =========================================================================
 
@@ -83,6 +86,8 @@ HIST = 256
 _VOCAL = {"laugh": "pos", "cry": "neg", "scream": "neg", "cough": "nat", "sneeze": "nat",
           "throat_clear": "nat", "nose_blow": "nat", "moan": None}
 _ESC = {"laughing": "pos", "crying_baby": "neg", "coughing": "nat", "sneezing": "nat"}
+#: human-sound labels recognised in any other corpus (a user's manifest: ``--manifest``)
+_ANY = {k: v for k, v in {**_VOCAL, **_ESC}.items() if v is not None}
 CORPORA = (*SPEECH_CORPORA, "music", "noise", "vocalizations", "esc50", "emospeech")
 
 
@@ -95,8 +100,8 @@ def role(c: Clip) -> str | None:
         return _ESC.get(c.label, "noise")
     if c.corpus == "emospeech":
         return "neg" if c.label == "scream" else "speech"
-    if c.label == "cry":
-        return "neg"
+    if c.label in _ANY:  # cry (noise corpus) and a user's own manifest of human sounds
+        return _ANY[c.label]
     if c.label == "children_playing":
         return None
     if c.cls == "music":
