@@ -205,3 +205,22 @@ def test_example_flags_laughter_in_a_call(tmp_path: Path, speech: np.ndarray) ->
     found = re.findall(r": laughter +(\d\d):(\d\d\.\d\d) - ", proc.stdout)
     assert found, proc.stdout
     assert any(abs(int(m) * 60 + float(s) - start_s) < 1.0 for m, s in found), found  # where the laugh starts
+
+
+async def test_example_flags_a_child_on_the_line(ae_engine: Deeptone) -> None:
+    """With UnderageSpeaker installed, a child's speech (speechocean val, ages 6-12) is flagged."""
+    if "UnderageSpeaker" not in dir(ae_engine.models):
+        pytest.skip("UnderageSpeaker is not in this install")
+    import csv
+
+    manifest = DATA / "speechocean" / "manifest.csv"
+    if not manifest.is_file():
+        pytest.skip(f"{manifest} is absent")
+    with open(manifest, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "val" and r.get("age_band") == "child"][:3]
+    x = np.concatenate([sf.read(DATA / "speechocean" / r["file"], dtype="float32")[0] for r in rows])
+    mod = _example()
+    out = await ae_engine.process_audio_bytes(x, [ae_engine.models.UnderageSpeaker, ae_engine.models.AudioEvent],
+                                              include_transitions=True)
+    flags = mod.flags_from_transitions("call", "0", out["transitions"])
+    assert any(f.flag == "child" for f in flags), flags
