@@ -187,8 +187,8 @@ def to_markdown(res: dict) -> str:
 # ---------------------------------------------------------------------------------------- card
 
 LICENCES = {
-    "speechocean": "speechocean762 (Apache-2.0 code repository; the data's README states it is free for commercial "
-                   "and non-commercial use; no licence file)",
+    "speechocean": "speechocean762: its README states it is free for commercial and non-commercial use (no "
+                   "licence file)",
     "librispeech": "CC BY 4.0", "commonvoice": "CC0 1.0", "vctk": "ODC-By 1.0",
     "ravdess": "CC BY-NC-SA 4.0 (**non-commercial**)", "emodb": "free for **research use**, no explicit licence",
     "baved": "**no licence stated**", "music": "per clip, incl. **CC BY-NC** (mixing only)",
@@ -224,7 +224,7 @@ def load_manifest_rows(corpus: str) -> list[str]:
 
 def card() -> str:
     """card.md from the template, spec.json, train_info.json, eval.json and the robustness table."""
-    from .cards import runs_text
+    from .cards import all_runs, runs_text
     from .robustness_card import robustness_section
 
     spec = json.loads((FOLDER / "spec.json").read_text())
@@ -253,7 +253,8 @@ def card() -> str:
     subs = {
         "params": f"{info['params']:,}", "channels": str(info["channels"]), "bytes": f"{info['onnx_bytes']:,}",
         "us": f"{info['us_per_frame_1thread_chunk64']:.1f}", "xrt": f"{info['x_realtime']:,.0f}",
-        "steps": str(info["train_steps"]), "train_min": f"{info['train_seconds'] / 60:.1f}", "runs": runs_text(info),
+        "steps": str(sum(r["train_steps"] for r in all_runs(info))),
+        "train_min": f"{sum(r['train_seconds'] for r in all_runs(info)) / 60:.1f}", "runs": runs_text(info),
         "stream_diff": f"{info['streaming_max_abs_diff']:.1e}", "ort_diff": f"{info['torch_vs_ort_max_abs_diff']:.1e}",
         "ctx": str(spec["context_frames"]), "rf": str(spec["receptive_field_ms"]),
         "threshold": str(spec.get("unknown_threshold")), "threshold_rule": thr.get("rule", "not chosen"),
