@@ -101,7 +101,9 @@ async def test_affect_models_do_not_fire_on_non_speech(engine: Deeptone, kind: s
         seen = {r["results"][key]["result"] for r in out["time_series"]}
         assert seen <= NOT_AFFECT, (kind, key, seen)
         summary = out["summary"][key]
-        assert summary["no_speech_fraction"] + summary["silence_fraction"] == pytest.approx(1.0)
+        # at most one 64 ms frame in 6 s: the Vad (Silero v6) hears speech (p 0.65) in one
+        # frame of the synthetic chord, where v5 heard none
+        assert summary["no_speech_fraction"] + summary["silence_fraction"] >= 0.985
 
 
 async def test_affect_models_label_speech(engine: Deeptone, tmp_path: Path) -> None:
