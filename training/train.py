@@ -254,7 +254,7 @@ def main() -> None:
             raise SystemExit("resuming an ensemble graph of networks with a 2-D stem is not supported")
         members = [CausalTCN(len(m["labels"]), w, m["blocks"]) for w in widths]
         ensemble_from_onnx(start, members)
-        model = ProbAverage(members)
+        model = ProbAverage(members).eval()
         check_torch_vs_ort(model, start)  # the members reproduce the graph
         print(f"resumed the {len(widths)}-member ensemble {widths} from {start}", flush=True)
     elif from_onnx:
@@ -357,6 +357,8 @@ def main() -> None:
         checks["previous_runs"] = old_info.pop("previous_runs", []) + [
             {k: old_info[k] for k in RUN_KEYS if k in old_info}]
         checks["resumed_lr"] = a.lr
+        if "ensemble" in old_info:  # the members' own runs (training.ensemble) travel on
+            checks["resumed_ensemble"] = old_info["ensemble"]
     for info_path in (folder / "train_info.json", history):
         info_path.write_text(json.dumps(checks, indent=1) + "\n")
     if a.keep:  # a named copy of this run's checkpoint and history, e.g. for training.ensemble
