@@ -34,11 +34,13 @@ if [ "${DEEPTONE_REUSE_VENV:-}" != 1 ] || [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
 fi
 py="$PWD/$venv/bin/python"
-"$py" -m pip install -q --disable-pip-version-check -e '.[test,mic,server]'
 # The training code's tests need torch; only this exact version (a local CPU wheel here) is
-# allowed: a plain `torch` would pull gigabytes of CUDA. Without it those tests skip.
+# allowed: a plain `torch` would pull gigabytes of CUDA. Without it those tests skip. It goes
+# in first: the test extra's silero-vad (the published Vad graph the tests compare with)
+# requires some torch, which this one then satisfies.
 "$py" -m pip install -q --disable-pip-version-check torch==2.13.0 onnxscript >/dev/null 2>&1 \
   || echo "scripts/test.sh: torch==2.13.0 not installable here; training tests will skip" >&2
+"$py" -m pip install -q --disable-pip-version-check -e '.[test,mic,server]'
 
 started_jack=""
 if command -v jackd >/dev/null && ! pgrep -x jackd >/dev/null; then
