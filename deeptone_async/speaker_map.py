@@ -54,6 +54,7 @@ that speaker's voice.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,8 @@ __all__ = ["Clustering", "SpeakerMapper", "SpeakerTracker", "is_speaker_map", "w
 IntArray = npt.NDArray[np.int64]
 _NEW = -2  # a vote for a new speaker
 _NONE = -1
+_WARNED: set[tuple[Any, Any]] = set()
+log = logging.getLogger("deeptone_async")
 #: Frames between refreshes of the centroids the similarities are computed with (0.5 s).
 REFRESH_FRAMES = 8
 
@@ -103,8 +106,17 @@ class Clustering:
     @classmethod
     def of(cls, spec: ModelSpec) -> Clustering:
         """The parameters in ``spec.extra["clustering"]`` (defaults for missing ones;
-        ``assign`` defaults to the spec's ``unknown_threshold``)."""
+        ``assign`` defaults to the spec's ``unknown_threshold``). Logs a warning, once per
+        version, when they were tuned (``tuned_for_version``) for another embedding version:
+        similarities of another embedding need other thresholds."""
         given = dict(spec.extra.get("clustering") or {})
+        tuned = given.get("tuned_for_version")
+        if tuned is not None and tuned != spec.extra.get("version") and (tuned, spec.extra.get("version")) not in _WARNED:
+            _WARNED.add((tuned, spec.extra.get("version")))
+            log.warning(
+                "SpeakerMap's clustering was tuned for embedding version %s but the model is version %s: "
+                "rerun python -m training.diarization --tune", tuned, spec.extra.get("version"),
+            )
         if "assign" not in given and spec.unknown_threshold is not None:
             given["assign"] = spec.unknown_threshold
         names = {f.name for f in dataclasses.fields(cls)}

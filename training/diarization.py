@@ -346,11 +346,11 @@ def _sets(args: argparse.Namespace) -> tuple[list[Conversation], list[Conversati
 
 
 GRID = {
-    "assign_offset": [-0.04, -0.02, 0.0, 0.01, 0.02],  # assign = the tune set's EER threshold + offset
+    "assign_offset": [-0.12, -0.08, -0.04, 0.0, 0.02],  # assign = the tune set's EER threshold + offset
     "new_gap": [0.01, 0.03, 0.06, 0.1],  # new = assign - new_gap
     "min_turn_frames": [4, 8, 12],
     "min_new_frames": [12, 20],
-    "min_window_speech": [8, 14],
+    "min_window_speech": [4, 8, 14],
 }
 
 
@@ -411,6 +411,7 @@ def tune(args: argparse.Namespace) -> None:
     data = json.loads(path.read_text())
     data["unknown_threshold"] = best[3].assign
     data["clustering"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in vars(best[3]).items() if k != "assign"}
+    data["clustering"]["tuned_for_version"] = int(spec.extra["version"])
     path.write_text(json.dumps(data, indent=2) + "\n")
     (out_dir / "diarization_tuning.json").write_text(json.dumps({
         "command": "python -m training.diarization --tune",
