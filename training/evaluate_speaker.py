@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -252,8 +253,23 @@ def threshold_info(onnx_path: Path, ctx: int) -> dict:
             "threshold_frame_eer": f["frame_threshold"], "val_frame_eer": f["frame_eer"]}
 
 
+def speed_us_per_frame(path: Path, ctx: int, chunk: int = 64, repeats: int = 200) -> float:
+    """Microseconds per 64 ms frame, one onnxruntime thread, ``chunk`` frames per call with ``ctx``
+    context frames (``training.export.speed_us_per_frame``, for a graph whose output is not ``probs``)."""
+    from .export import session
+
+    s = session(path, threads=1)
+    x = (np.random.default_rng(2).standard_normal((1, SUBFRAMES * (ctx + chunk), N_MELS)) * 3 - 8).astype(np.float32)
+    for _ in range(20):
+        s.run(None, {"features": x})
+    t = time.perf_counter()
+    for _ in range(repeats):
+        s.run(None, {"features": x})
+    return (time.perf_counter() - t) / repeats / chunk * 1e6
+
+
 def evaluate(folder: Path, conditions: list[str], max_speakers: int = 0, log=print) -> dict:
-    from .export import session, speed_us_per_frame
+    from .export import session
 
     meta = json.loads((folder / "embedding.json").read_text())
     ctx = int(meta["context_frames"])
@@ -273,9 +289,9 @@ def evaluate(folder: Path, conditions: list[str], max_speakers: int = 0, log=pri
             v.update(frame_threshold(frames, kept, ctx))
         res["conditions"][cond] = v
         log(f"{cond}: EER {v['eer']:.4f} ({time.time() - t0:.0f}s)")
-    res["identification"] = identification(sess, ctx, clips)
+    res["identification"] = identification(sess, ctx, val_clips(0, backgrounds=False)[0])  # every val speaker
     log(f"identification {res['identification']}")
-    us = speed_us_per_frame(onnx_path, ctx)
+    us = speed_us_per_frame(onnx_path, ctx)  # as training.export measures the other models
     res["speed"] = {"us_per_frame_1thread_chunk64": round(us, 2), "x_realtime": round(64_000.0 / us, 1)}
     res["onnx_bytes"] = onnx_path.stat().st_size
     res["seconds"] = round(time.time() - t0)
@@ -285,8 +301,9 @@ def evaluate(folder: Path, conditions: list[str], max_speakers: int = 0, log=pri
 def markdown(r: dict) -> str:
     c = r["conditions"]
     lines = [f"# SpeakerMap embedding, version {r['version']}: held-out speakers", "",
-             f"{r['n_clips']} val clips of {r['n_speakers']} speakers (none seen in training). "
-             "Command: `python -m training.evaluate_speaker`.", "",
+             f"{r['n_clips']} val clips of {r['n_speakers']} speakers (none seen in training"
+             + (f"; at most {r['max_speakers_per_corpus']} speakers per corpus, seeded" if r.get("max_speakers_per_corpus")
+                else "") + "). Command: `" + r.get("command", "python -m training.evaluate_speaker") + "`.", "",
              "| condition | EER | threshold | target / non-target trials | " +
              " | ".join(sorted(c.get("clean", next(iter(c.values())))["per_corpus_eer"])) + " |",
              "|---|---|---|---|" + "---|" * len(c.get("clean", next(iter(c.values())))["per_corpus_eer"])]
@@ -320,6 +337,7 @@ def main() -> None:
         export(a.export, a.folder or _folder())
     folder = a.folder or _folder()
     r = evaluate(folder, a.conditions, a.max_speakers)
+    r["command"] = "python -m training.evaluate_speaker " + " ".join(sys.argv[1:])
     (folder / "eval_embedding.json").write_text(json.dumps(r, indent=1) + "\n")
     (folder / "eval_embedding.md").write_text(markdown(r))
     print(markdown(r))

@@ -115,21 +115,38 @@ def card(folder: Path) -> str:
           "the permissive corpora only (LibriSpeech CC BY, Common Voice CC0, speechocean762, VCTK ODC-By; "
           "backgrounds then need permissively licensed noise and music):", "",
           "    nice -n 10 python -m training.speaker_embedding --corpora librispeech commonvoice speechocean vctk "
-          "--ckpt training/cache/speaker_permissive.pt --steps 6000", "",
+          "--bg-corpora --p-chain 0 --ckpt training/cache/speaker_permissive.pt --steps 3000",
+          "    python -m training.speaker_embedding --export --ckpt training/cache/speaker_permissive.pt "
+          "--folder my_speaker_map", "",
+          "(`--bg-corpora` with no names and `--p-chain 0`: no noise / music / babble backgrounds, only the "
+          "feature-domain telephone band and gain; add your own permissively licensed noise corpus by name.)", "",
           "## Training runs", "",
-          f"{info['steps']} steps of {r['batch']} crops of 3.07 s (32 + 16 frames), one crop per speaker in a "
-          f"batch, additive-margin softmax (s 30, margin {r['margin']}), AdamW, cosine schedule. "
-          f"Final training loss {info.get('final_train_loss') or float('nan'):.3f}, frame accuracy over the "
-          f"training speakers {info.get('final_train_acc') or float('nan'):.3f}. Runs:", ""]
-    for run in info.get("runs", []):
-        L.append(f"- from step {run['run_start_step']} to {run['steps']} (lr {run.get('lr')}, chained share "
-                 f"{run.get('p_chain')}), started {run.get('time')}")
-    L += ["", "Commands (in order):", ""] + [f"    {c}" for c in info.get("commands", [])] + [""]
+          f"{info['steps']} steps; a step: {r['batch']} speakers x {2 if r.get('proto') else 1} crops of 3.07 s "
+          f"(32 + 16 frames), additive-margin softmax over the {r['n_speakers']} training speakers (s 30, margin "
+          f"{r['margin']}) on a random {r.get('frame_share', 1):.0%} of the output frames"
+          + (f" plus {r['proto']} x the angular prototypical loss between the two crops of each speaker"
+             if r.get("proto") else "")
+          + f", AdamW, cosine schedule. Final training loss {info.get('final_train_loss') or float('nan'):.3f}. "
+          "The exported checkpoint is the last one of the runs below (no selection on the val split). Runs:", ""]
+    runs = info.get("runs", [])
+    for k, run in enumerate(runs):
+        end = runs[k + 1]["run_start_step"] if k + 1 < len(runs) else info["steps"]
+        note = "" if end == run["steps"] else f" (planned {run['steps']}; stopped, its checkpoint at step {end} kept)"
+        L.append(f"- steps {run['run_start_step']} to {end}{note}: lr {run.get('lr')}, chained share "
+                 f"{run.get('p_chain')}, started {run.get('time')}: `{run.get('argv', '(command not recorded)')}`")
+    L += ["", "Commands (in order; the chain rows first come from `python -m training.speaker_embedding "
+          "--prepare`):", ""] + [f"    nice -n 10 {c}" for c in info.get("commands", []) if not c.endswith("--export")]
+    argv = (runs[-1].get("argv", "") if runs else "").split()
+    ckpt = argv[argv.index("--ckpt") + 1] if "--ckpt" in argv else "training/cache/speaker_embedding.pt"
+    L += [f"    python -m training.speaker_embedding --export --ckpt {ckpt}"]
+    L += [f"    nice -n 10 {ev['command']}" if ev.get("command") else "", "    python -m training.speaker_card", ""]
     if cond:
         c0 = cond.get("clean", {})
         L += ["## Verification on held-out speakers", "",
-              f"{ev['n_clips']} val clips of {ev['n_speakers']} speakers, none seen in training "
-              "(`python -m training.evaluate_speaker`; protocol in its docstring: utterance embedding = "
+              f"{ev['n_clips']} val clips of {ev['n_speakers']} speakers, none seen in training"
+              + (f", at most {ev['max_speakers_per_corpus']} speakers per corpus (seeded)"
+                 if ev.get("max_speakers_per_corpus") else "")
+              + f" (`{ev.get('command', 'python -m training.evaluate_speaker')}`; protocol in its docstring: utterance embedding = "
               "mean of the frame embeddings over speech frames, renormalised; target pairs of one speaker, "
               "non-target pairs within one corpus; both sides under the same condition).", "",
               "| condition | what | EER | target / non-target trials |", "|---|---|---|---|"]

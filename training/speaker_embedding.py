@@ -1,12 +1,13 @@
 """The speaker-embedding network of SpeakerMap (issue 16): data, network, training, export.
 
-    # the shipped model (2 shared CPU cores; the runs behind the shipped model are in its card)
-    nice -n 10 python -m training.speaker_embedding --prepare            # chain rows once
-    nice -n 10 python -m training.speaker_embedding --steps 1500         # trains, checkpoints every 3 min
-    nice -n 10 python -m training.speaker_embedding --steps 3000 --resume  # goes on from the checkpoint
-    python -m training.speaker_embedding --export                        # -> deeptone_async/models/speaker_map/
-    python -m training.evaluate_speaker                                   # EER, identification, robustness
-    python -m training.speaker_card                                       # card.md
+    # the shipped model (2 shared CPU cores; its card lists the runs behind it)
+    nice -n 10 python -m training.speaker_embedding --prepare        # chain rows once
+    nice -n 10 python -m training.speaker_embedding --steps 3000 --ckpt training/cache/speaker_embedding_ap.pt
+    # (stopped; its checkpoint at step 1889 continued with a shorter schedule:)
+    nice -n 10 python -m training.speaker_embedding --resume --steps 2400 --ckpt training/cache/speaker_embedding_ap.pt
+    # export (-> deeptone_async/models/speaker_map/) + EER, identification, robustness:
+    nice -n 10 python -m training.evaluate_speaker --export training/cache/speaker_embedding_ap.pt --max-speakers 12
+    python -m training.speaker_card                                   # card.md
 
 **Contract with the runtime** (also written into ``embedding.json``):
 
