@@ -209,20 +209,33 @@ def _majority(votes: Sequence[int], k: int) -> int:
     return int(np.bincount(np.asarray(votes, np.int64), minlength=k).argmax()) if len(votes) else k
 
 
+def _clip_votes(clip: Clip, h: Heard, labs: list[str], raw: np.ndarray,
+                labels: Sequence[str]) -> tuple[int, int] | None:
+    """A voice model's clip decisions, over the clip's speech frames (energy truth +
+    2 frames hangover, above the gate): the majority of the frame argmax of ``raw``, and the
+    majority of the engine's labels among ``labels`` (``len(labels)`` where it gave none);
+    None for a clip without speech frames."""
+    sp = _speech_frames(clip, h, 2)
+    n = min(len(sp), len(labs))
+    sp = sp[:n]
+    if not sp.any():
+        return None
+    k = len(labels)
+    return _majority(raw[:n][sp].argmax(1), k), _majority([labels.index(v) for v in labs[:n] if v in labels], k)
+
+
 def score_gender(items: list[tuple[Clip, Heard, list[str], np.ndarray]]) -> dict:
     """Gender clip accuracy: the majority of the frame argmax over the clip's speech frames
     (energy truth + 2 frames hangover, above the gate; ``training.evaluate.eval_gender``), and
     the majority of the engine's male / female labels (none: wrong)."""
     ct, cp, ce, corp = [], [], [], []
     for clip, h, labs, raw in items:
-        sp = _speech_frames(clip, h, 2)
-        n = min(len(sp), len(labs))
-        sp = sp[:n]
-        if not sp.any():
+        votes = _clip_votes(clip, h, labs, raw, GENDERS)
+        if votes is None:
             continue
         ct.append(GENDERS.index(clip.gender))
-        cp.append(_majority(raw[:n][sp].argmax(1), 2))
-        ce.append(_majority([GENDERS.index(v) for v in labs[:n] if v in GENDERS], 2))
+        cp.append(votes[0])
+        ce.append(votes[1])
         corp.append(clip.corpus)
     t, p, e, corp = np.array(ct), np.array(cp), np.array(ce), np.array(corp)
     r = {"clips": cls_metrics(p, t, list(GENDERS)), "engine_clips": cls_metrics(e, t, [*GENDERS, "none"])}
@@ -238,12 +251,10 @@ def score_underage(items: list[tuple[Clip, Heard, list[str], np.ndarray]]) -> di
     ct, cp, ce, key = [], [], [], []
     teens = []
     for clip, h, labs, raw in items:
-        sp = _speech_frames(clip, h, 2)
-        n = min(len(sp), len(labs))
-        sp = sp[:n]
-        if not sp.any():
+        votes = _clip_votes(clip, h, labs, raw, UNDERAGE)
+        if votes is None:
             continue
-        pred = _majority(raw[:n][sp].argmax(1), 2)
+        pred = votes[0]
         cls = underage_class(clip)
         if not cls:
             if clip.age_band == "teen":
@@ -251,7 +262,7 @@ def score_underage(items: list[tuple[Clip, Heard, list[str], np.ndarray]]) -> di
             continue
         ct.append(UNDERAGE.index(cls))
         cp.append(pred)
-        ce.append(_majority([UNDERAGE.index(v) for v in labs[:n] if v in UNDERAGE], 2))
+        ce.append(votes[1])
         key.append(f"{clip.corpus}:{cls}:{clip.gender or '-'}")
     t, p, e, key = np.array(ct), np.array(cp), np.array(ce), np.array(key)
     r: dict[str, Any] = {"clips": cls_metrics(p, t, list(UNDERAGE)),
