@@ -46,6 +46,20 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def await_health(url: str, proc: subprocess.Popen[str]) -> None:
+    """Wait (up to 90 s: engines load in every worker) for ``url``'s /health to answer 200;
+    fails the test, with what the server printed when it has exited, if it never does."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    out = proc.stdout.read() if proc.stdout is not None and proc.poll() is not None else ""
+    pytest.fail(f"the server did not start: {out}")
+
+
 @pytest.fixture
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str], str]]:
     port = free_port()
@@ -56,15 +70,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[st
     )
     url = f"127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail(f"the server did not start: {proc.stdout.read() if proc.poll() is not None else ''}")
+        await_health(url, proc)
         yield proc, url
     finally:
         if proc.poll() is None:
@@ -149,13 +155,7 @@ def test_ctrl_c_in_a_terminal_stops_every_worker_at_once(speech_wav: Path) -> No
     port = free_port()
     cmd = [sys.executable, "-m", "deeptone_async", "serve", "--port", str(port), "--workers", "2", "--log-level", "warning"]
     with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        await_health(f"127.0.0.1:{port}", proc)
         assert len(children(proc.pid)) == 2
         with connect(f"ws://127.0.0.1:{port}/stream?models=vad") as ws:
             ws.send(pcm(speech_wav)[:32000])
