@@ -116,7 +116,7 @@ class Worker:
                 reported by the driver).
         """
         out = ChunkResult([], [])
-        pending: list[tuple[int, dict[str, pa.Table]]] = []  # (record index, tables)
+        pending: list[tuple[int, list[dict[str, pa.Table]]]] = []  # (record index, its tables)
         rows = 0
         for name in files:
             spill = _Spill(self, name) if self.job.fmt == "parquet" else None
@@ -141,9 +141,8 @@ class Worker:
             if spill.part is not None:  # written as it came: finish its own part
                 out.records[-1] = _with_part(record, spill.finish(tables[-1]))
                 continue
-            joined = {t: pa_concat([x[t] for x in tables]) for t in ("results", "summary", "transitions")}
-            pending.append((len(out.records) - 1, joined))
-            rows += joined["results"].num_rows
+            pending.append((len(out.records) - 1, tables))
+            rows += sum(t["results"].num_rows for t in tables)
             if rows >= MAX_PART_ROWS:
                 self._flush(pending, out.records)
                 pending, rows = [], 0
@@ -190,14 +189,14 @@ class Worker:
         )
         return record, dict(result)
 
-    def _flush(self, pending: list[tuple[int, dict[str, pa.Table]]], records: list[FileRecord]) -> None:
+    def _flush(self, pending: list[tuple[int, list[dict[str, pa.Table]]]], records: list[FileRecord]) -> None:
         import pyarrow as pa
 
         part = uuid.uuid4().hex
         for table in ("results", "summary", "transitions"):
             if table == "transitions" and not self.job.options.include_transitions:
                 continue
-            write_part(self._fs, self._root, table, part, pa.concat_tables([t[table] for _, t in pending]))
+            write_part(self._fs, self._root, table, part, pa.concat_tables([t[table] for _, ts in pending for t in ts]))
         for index, _ in pending:
             records[index] = _with_part(records[index], part)
 
@@ -205,12 +204,6 @@ class Worker:
 #: Rows of one file held in memory before they are written out as they come (a part of
 #: the file's own): about 100 bytes a row in Arrow, so ~10 MB.
 SPILL_ROWS = 100_000
-
-
-def pa_concat(tables: list[pa.Table]) -> pa.Table:
-    import pyarrow as pa
-
-    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
 class _Spill:
@@ -225,7 +218,7 @@ class _Spill:
         self.rows = 0
         self.part: str | None = None
         self._writer: Any = None
-        self._tmp = ""
+        self._tmp = self._final = ""
 
     def take(self, channel: str, items: list[dict[str, Any]]) -> None:
         tables = result_tables(self.name, {"channels": {channel: {"time_series": items}}}, self.worker._schema)
@@ -246,9 +239,7 @@ class _Spill:
 
         w = self.worker
         self.part = uuid.uuid4().hex
-        folder = f"{w._root}/results"
-        w._fs.create_dir(folder, recursive=True)
-        self._tmp = f"{folder}/.part-{self.part}.parquet.tmp"
+        self._tmp, self._final = _part_paths(w._fs, w._root, "results", self.part)
         self._writer = pq.ParquetWriter(self._tmp, w._schema["results"], filesystem=w._fs, compression="zstd")
         return self._writer
 
@@ -257,7 +248,7 @@ class _Spill:
         assert self.part is not None and self._writer is not None
         w = self.worker
         self._writer.close()
-        w._fs.move(self._tmp, f"{w._root}/results/part-{self.part}.parquet")
+        w._fs.move(self._tmp, self._final)
         for table in ("summary", "transitions"):
             if table != "transitions" or w.job.options.include_transitions:
                 write_part(w._fs, w._root, table, self.part, last[table])
@@ -283,11 +274,17 @@ def write_part(fs: Any, root: str, table_name: str, part: str, table: pa.Table) 
     filesystem renames atomically: written under a hidden name, then moved into place."""
     import pyarrow.parquet as pq
 
-    folder = f"{root}/{table_name}"
-    fs.create_dir(folder, recursive=True)
-    tmp, final = f"{folder}/.part-{part}.parquet.tmp", f"{folder}/part-{part}.parquet"
+    tmp, final = _part_paths(fs, root, table_name, part)
     pq.write_table(table, tmp, filesystem=fs, compression="zstd")
     fs.move(tmp, final)
+
+
+def _part_paths(fs: Any, root: str, table_name: str, part: str) -> tuple[str, str]:
+    """``(hidden name to write under, final name)`` of a part; makes its table's folder.
+    ``ParquetStore.tidy`` removes hidden leftovers of a worker that died while writing."""
+    folder = f"{root}/{table_name}"
+    fs.create_dir(folder, recursive=True)
+    return f"{folder}/.part-{part}.parquet.tmp", f"{folder}/part-{part}.parquet"
 
 
 def _channels(path: Path) -> int:
