@@ -13,11 +13,10 @@ deeptone-async installed (the same version), and a Parquet output every node can
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._run import MAX_CRASHES, chunk_files
+from ._run import MAX_CRASHES, chunk_files, crashed
 from ._tables import FileRecord, files_schema
 from ._work import ChunkResult, Job, Worker
 
@@ -100,9 +99,7 @@ def run_on_ray(
         if missing:  # chunks lost after Ray's retries: each file again on its own
             missing = _run_chunks(ray, job, [[name] for name in missing], actors, commit)
         for name in missing:
-            message = f"a Ray actor died while analysing it, {MAX_CRASHES} times (killed for memory, or a crash)"
-            lines = [json.dumps({"file": name, "error": {"type": "WorkerCrashed", "message": message}})]
-            commit(ChunkResult([FileRecord(name, "error", "WorkerCrashed", message)], lines if job.fmt == "jsonl" else []))
+            commit(crashed(job, name, f"a Ray actor died while analysing it, {MAX_CRASHES} times"))
     finally:
         if started:
             ray.shutdown()

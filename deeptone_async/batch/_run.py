@@ -310,6 +310,13 @@ def _need(module: str, extra: str) -> None:
 MAX_CRASHES = 3
 
 
+def crashed(job: Job, name: str, what: str) -> ChunkResult:
+    """The error record (and JSONL line) of a file that killed every worker given it."""
+    message = f"{what} (killed for memory, or a crash)"
+    lines = [json.dumps({"file": name, "error": {"type": "WorkerCrashed", "message": message}})]
+    return ChunkResult([FileRecord(name, "error", "WorkerCrashed", message)], lines if job.fmt == "jsonl" else [])
+
+
 def _run_local(job: Job, chunks: list[list[str]], workers: int, commit: Callable[[ChunkResult], None]) -> None:
     """Run ``chunks`` on a pool of ``workers`` processes (spawned: no fork of a threaded
     parent), at most two chunks queued per worker so that finished results do not pile up.
@@ -331,10 +338,7 @@ def _run_local(job: Job, chunks: list[list[str]], workers: int, commit: Callable
         elif deaths < MAX_CRASHES:
             queue.appendleft((chunk, deaths))
         else:
-            message = f"the worker process died while analysing it, {deaths} times (killed for memory, or a crash)"
-            commit(ChunkResult([FileRecord(chunk[0], "error", "WorkerCrashed", message)],
-                               [json.dumps({"file": chunk[0], "error": {"type": "WorkerCrashed", "message": message}})]
-                               if job.fmt == "jsonl" else []))
+            commit(crashed(job, chunk[0], f"the worker process died while analysing it, {deaths} times"))
 
     while queue:
         size = min(workers, len(queue))
