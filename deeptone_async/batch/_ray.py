@@ -95,9 +95,9 @@ def run_on_ray(
         ctx.verbose_stats_logs = False
         ctx.max_errored_blocks = -1  # a chunk that kills its actor every time: its files come back below
         actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        missing = _run_chunks(ray, job, chunk_files(files, seconds, actors), actors, commit)
+        missing = _run_chunks(ray, job, chunk_files(files, seconds, actors), actors, commit, in_flight=None)
         if missing:  # chunks lost after Ray's retries: each file again on its own
-            missing = _run_chunks(ray, job, [[name] for name in missing], actors, commit)
+            missing = _run_chunks(ray, job, [[name] for name in missing], actors, commit, in_flight=1)
         for name in missing:
             commit(crashed(job, name, f"a Ray actor died while analysing it, {MAX_CRASHES} times"))
     finally:
@@ -106,10 +106,20 @@ def run_on_ray(
 
 
 def _run_chunks(
-    ray: Any, job: Job, chunks: list[list[str]], actors: int, commit: Callable[[ChunkResult], None]
+    ray: Any,
+    job: Job,
+    chunks: list[list[str]],
+    actors: int,
+    commit: Callable[[ChunkResult], None],
+    in_flight: int | None,
 ) -> list[str]:
     """One Ray Data pass over ``chunks``; commits what comes back and returns the files of
-    the chunks Ray gave up on (in input order). Blocks."""
+    the chunks Ray gave up on (in input order). Blocks.
+
+    ``in_flight`` caps the tasks queued on one actor (None: Ray's default). The pass over
+    single files uses 1: when an actor dies, every task queued on it fails with it and
+    counts a retry, so with more in flight a good file queued behind the one that kills
+    the actor would be lost with it."""
     import warnings
 
     ds = ray.data.from_items([{"files": chunk} for chunk in chunks], override_num_blocks=len(chunks))
@@ -123,7 +133,9 @@ def _run_chunks(
             fn_constructor_args=(job,),
             batch_size=1,
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=min(actors, len(chunks))),
+            compute=ray.data.ActorPoolStrategy(
+                size=min(actors, len(chunks)), max_tasks_in_flight_per_actor=in_flight
+            ),
             num_cpus=1,
             max_task_retries=MAX_CRASHES - 1,
         )
