@@ -228,6 +228,14 @@ def make_runner(spec: ModelSpec, threads: int = 1) -> Runner:
     Raises:
         ModelError: the ONNX file cannot be loaded or does not fit the kind.
     """
+    if spec.onnx_stream is not None:  # carried convolution states (conv_state.py)
+        from .conv_state import load_stream_runner
+
+        stream = load_stream_runner(spec, load_session(spec.onnx_stream, threads))
+        if stream is not None:
+            import scipy.fft  # noqa: F401  (see below)
+
+            return stream
     session = load_session(spec.onnx, threads)
     inputs = session.get_inputs()
     names = sorted(i.name for i in inputs)

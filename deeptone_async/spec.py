@@ -27,6 +27,11 @@ the model (see :mod:`deeptone_async.inference`):
     :mod:`deeptone_async.speaker_map` fills per stream (SpeakerMap). In ``spec.json``,
     ``"embedding"`` names a JSON file with ``dim`` and ``version`` and ``"clustering"``
     holds the map's parameters; both land in :attr:`ModelSpec.extra`.
+
+A ``"logmel"`` or ``"embedding"`` model may also name ``onnx_stream``: the same network as a
+stream graph that carries its convolution states between calls instead of recomputing its
+context (written by ``python -m training.stream_graph``; run by
+:mod:`deeptone_async.conv_state`).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ _ALLOWED_KEYS = {
     "labels",
     "onnx",
     "onnx_8k",
+    "onnx_stream",
     "receptive_field_ms",
     "context_frames",
     "unknown_threshold",
@@ -87,6 +93,8 @@ class ModelSpec:
             thresholds and decision rule (:mod:`deeptone_async.multilabel`); else ``None``.
         onnx_8k: for ``"silero_seq"``: the 8 kHz branch's graph, run for 8 kHz input
             (:mod:`deeptone_async.narrowband`); ``None``: 8 kHz input takes the 16 kHz graph.
+        onnx_stream: for ``"logmel"`` / ``"embedding"``: the stream graph that carries the
+            convolution states (:mod:`deeptone_async.conv_state`); ``None``: the context path.
         extra: for ``"embedding"`` models, the embedding's ``dim`` and ``version`` and the
             map's ``clustering`` parameters (:mod:`deeptone_async.speaker_map`); a call
             with voice signatures adds ``known`` (speaker id -> voice).
@@ -106,6 +114,7 @@ class ModelSpec:
     description: str = ""
     multi_label: MultiLabel | None = None
     onnx_8k: Path | None = None
+    onnx_stream: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -124,6 +133,8 @@ class ModelSpec:
             raise ModelError(f"model {self.name!r}: unknown_threshold must lie in [0, 1]")
         if self.multi_label is not None:
             self.multi_label.check(len(self.labels), self.name)
+        if self.onnx_stream is not None and self.kind not in ("logmel", "embedding"):
+            raise ModelError(f"model {self.name!r}: onnx_stream is for logmel and embedding models")
         if self.kind == "embedding" and not (isinstance(self.extra.get("dim"), int) and isinstance(self.extra.get("version"), int)):
             raise ModelError(f"embedding model {self.name!r}: extra must hold the int 'dim' and 'version' of its embedding")
 
@@ -175,6 +186,7 @@ class ModelSpec:
                 card=(folder / data["card"]) if data.get("card") else None,
                 description=data.get("description", ""),
                 onnx_8k=(folder / data["onnx_8k"]) if data.get("onnx_8k") else None,
+                onnx_stream=(folder / data["onnx_stream"]) if data.get("onnx_stream") else None,
                 extra=extra,
                 multi_label=MultiLabel.from_json(data["multi_label"], data["labels"], data["name"])
                 if "multi_label" in data else None,
