@@ -155,6 +155,86 @@ def _crop(node, consts: dict[str, np.ndarray]) -> int:  # noqa: ANN001
     return int(starts[0])
 
 
+def _is_depthwise(node, consts: dict[str, np.ndarray]) -> bool:  # noqa: ANN001
+    """A 1-D depthwise Conv (weight ``(C, 1, k)``, ``group = C``) with constant weights."""
+    w = consts.get(node.input[1]) if node.op_type == "Conv" else None
+    return (w is not None and w.ndim == 3 and w.shape[1] == 1 and int(_attrs(node).get("group", 1)) == w.shape[0]
+            and (len(node.input) < 3 or not node.input[2] or node.input[2] in consts))
+
+
+def _depthwise_nodes(node, x: str, consts: dict[str, np.ndarray], fresh) -> list:  # noqa: ANN001
+    """``node`` (a depthwise dilated 1-D conv of ``x``) as ``b + sum_j w_j * x[:, :, j d : j d + T]``.
+
+    ONNX Runtime runs a depthwise Conv as one small matrix product per (stream, channel);
+    with many streams of few frames each that loop costs several times the arithmetic, and
+    these elementwise operations run over the whole batch at once.
+    """
+    from onnx import helper, numpy_helper
+
+    w = consts[node.input[1]].astype(np.float32)
+    k, d = w.shape[2], int(_attrs(node).get("dilations", [1])[0])
+    h = (k - 1) * d
+    out: list = []
+
+    def const(value: np.ndarray) -> str:
+        name = fresh("w")
+        out.append(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name)))
+        return name
+
+    axes = const(np.array([_TIME], np.int64))
+    acc = None
+    for j in range(k):
+        sl, prod = fresh("t"), fresh("t")
+        end = -(h - j * d) if h - j * d else _BIG
+        out.append(helper.make_node("Slice", [x, const(np.array([j * d], np.int64)), const(np.array([end], np.int64)), axes], [sl]))
+        out.append(helper.make_node("Mul", [sl, const(w[:, 0, j].reshape(1, -1, 1))], [prod]))
+        if acc is not None:
+            s = fresh("t")
+            out.append(helper.make_node("Add", [acc, prod], [s]))
+            prod = s
+        acc = prod
+    bias = consts[node.input[2]].reshape(1, -1, 1).astype(np.float32) if len(node.input) > 2 and node.input[2] else None
+    if bias is None:
+        out.append(helper.make_node("Identity", [acc], [node.output[0]]))
+    else:
+        out.append(helper.make_node("Add", [acc, const(bias)], [node.output[0]]))
+    return out
+
+
+def _is_patch(node, src, consts: dict[str, np.ndarray]) -> bool:  # noqa: ANN001
+    """The patchify conv (kernel = stride, constant weights) of ``Transpose(y, [0, 2, 1])``."""
+    w = consts.get(node.input[1])
+    return (src.op_type == "Transpose" and list(_attrs(src).get("perm", [])) == [0, 2, 1] and w is not None
+            and w.ndim == 3 and int(_attrs(node).get("group", 1)) == 1
+            and (len(node.input) < 3 or not node.input[2] or node.input[2] in consts))
+
+
+def _patch_nodes(node, y: str, consts: dict[str, np.ndarray], fresh) -> list:  # noqa: ANN001
+    """``node`` (kernel = stride = k over ``Transpose(y)``, ``y`` ``(B, k n, Cin)``) as one matrix
+    product: ``Reshape(y, (B, n, k Cin)) @ W' + b``, transposed to ``(B, C, n)``. ONNX Runtime
+    runs the Conv as one product per stream; this is one product for the whole batch."""
+    from onnx import helper, numpy_helper
+
+    w = consts[node.input[1]].astype(np.float32)  # (C, Cin, k)
+    c, cin, k = w.shape
+    wt = np.ascontiguousarray(w.transpose(2, 1, 0).reshape(k * cin, c))  # [(r Cin + m), c] = w[c, m, r]
+    names = [fresh("p") for _ in range(6)]
+    out = [
+        helper.make_node("Constant", [], [names[0]], value=numpy_helper.from_array(np.array([0, -1, k * cin], np.int64), names[0])),
+        helper.make_node("Reshape", [y, names[0]], [names[1]]),
+        helper.make_node("Constant", [], [names[2]], value=numpy_helper.from_array(wt, names[2])),
+        helper.make_node("MatMul", [names[1], names[2]], [names[3]]),
+    ]
+    last = names[3]
+    if len(node.input) > 2 and node.input[2]:
+        b = consts[node.input[2]].astype(np.float32)
+        out += [helper.make_node("Constant", [], [names[4]], value=numpy_helper.from_array(b, names[4])),
+                helper.make_node("Add", [last, names[4]], [names[5]])]
+        last = names[5]
+    out.append(helper.make_node("Transpose", [last], [node.output[0]], perm=[0, 2, 1]))
+    return out
+
+
 def build(model):  # noqa: ANN001, ANN201
     """The stream graph of ``model`` (an ``onnx.ModelProto``) and its states.
 
@@ -188,6 +268,7 @@ def build(model):  # noqa: ANN001, ANN201
             return _crop(n, consts)
         return 0
 
+    producer = {o: i for i, n in enumerate(g.node) for o in n.output}
     time: dict[str, int] = {}  # time tensors -> extra leading steps they carry
     rename: dict[str, str] = {}
     states: list[_State] = []
@@ -250,11 +331,18 @@ def build(model):  # noqa: ANN001, ANN201
             if any(time[t] for t in new.input[1:] if t in time):
                 raise NotStreamable(f"{n.output[0]}: time-varying weights")
             out_extra = 0 if i not in groups else None
+            if i not in groups and _is_depthwise(n, consts):
+                nodes.extend(_depthwise_nodes(n, new.input[0], consts, fresh))
+                new = None
         elif n.op_type == "Conv":
             kind, _ = _window(n, consts)  # type: ignore[misc]
             if kind == "aligned" and time[new.input[0]]:
                 raise NotStreamable(f"{n.output[0]}: strided conv over carried steps")
             out_extra = time[new.input[0]]
+            src = producer.get(n.input[0])
+            if kind == "aligned" and src is not None and _is_patch(n, g.node[src], consts):
+                nodes.extend(_patch_nodes(n, rename.get(g.node[src].input[0], g.node[src].input[0]), consts, fresh))
+                new = None
         elif n.op_type == "Slice" and new.input[0] in time:
             s = _crop(n, consts)
             if time[new.input[0]] < s:
@@ -272,7 +360,8 @@ def build(model):  # noqa: ANN001, ANN201
             out_extra = None if n.op_type == "Shape" else 0
         else:
             raise NotStreamable(f"{n.output[0]}: operation {n.op_type} on a time tensor")
-        nodes.append(new)
+        if new is not None:
+            nodes.append(new)
         if out_extra is not None:
             for o in n.output:
                 produced(o, out_extra)
@@ -315,7 +404,8 @@ def stream_model(model, source_sha: str, context_frames: int):  # noqa: ANN001, 
         dims[_TIME] = st.steps
         inputs.append(helper.make_tensor_value_info(st.name, dtype, dims))
         outputs.append(helper.make_tensor_value_info(f"{st.name}_out", dtype, dims))
-    graph = helper.make_graph(nodes, f"{g.name}_stream", inputs, outputs, list(g.initializer))
+    used = {t for n in nodes for t in n.input}
+    graph = helper.make_graph(nodes, f"{g.name}_stream", inputs, outputs, [i for i in g.initializer if i.name in used])
     out = helper.make_model(graph, opset_imports=list(model.opset_import))
     out.ir_version = model.ir_version
     meta = {"source_sha256": source_sha, "context_frames": context_frames,
