@@ -12,7 +12,7 @@ A final partial frame is zero-padded and marked with its real length in
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -103,6 +103,13 @@ class Framer:
             self._held, self._held_samples = [rest.copy()], rest.shape[0]
         return self._blocks(buf[: n * FRAME_SAMPLES], np.full(n, FRAME_SAMPLES, np.int64))
 
+    def hold(self, samples: Float32) -> None:
+        """Keep ``samples`` without cutting blocks: the stream's last chunk, which
+        :meth:`flush` then hands out with the frames before it."""
+        if samples.shape[0]:
+            self._held.append(samples)
+            self._held_samples += samples.shape[0]
+
     def _take(self) -> Float32:
         """Every held sample as one array; the holder is left empty."""
         held, self._held, self._held_samples = self._held, [], 0
@@ -165,6 +172,7 @@ async def frames(
     *,
     max_block_frames: int = MAX_BLOCK_FRAMES,
     min_block_frames: int = 1,
+    at_end: Callable[[], bool] | None = None,
 ) -> AsyncGenerator[FrameBlock, None]:
     """Convert, resample and frame a source's chunks.
 
@@ -176,6 +184,10 @@ async def frames(
         max_block_frames: most frames per yielded block.
         min_block_frames: hold frames until this many are whole (see :class:`Framer`);
             the stream's end releases the rest.
+        at_end: called after each chunk arrives; True says that chunk is the source's
+            last (a file or an array knows it), so its frames, the partial last one
+            included, go out as one block: a short file is one inference call, not two.
+            It must never say True before the last chunk.
 
     Yields:
         :class:`FrameBlock` s in stream order; the last one may end in a partial frame.
@@ -188,21 +200,29 @@ async def frames(
     decoder = BytesDecoder(fmt)
     resample = _Resampler(fmt.sample_rate, fmt.channels)
     framer = Framer(fmt.channels, max_block_frames, min_block_frames)
+    ended = False
     async for chunk in chunks:
+        if ended:
+            raise RuntimeError("the source yielded a chunk after the one its at_end() called its last")
         if isinstance(chunk, (bytes, bytearray, memoryview)):
             samples = decoder.decode(chunk)
         elif isinstance(chunk, np.ndarray):
             samples = to_float32(chunk, fmt.channels)
         else:
             raise AudioFormatError(f"a source chunk must be bytes or a numpy array, got {type(chunk).__name__}")
+        ended = at_end is not None and at_end()
         if resample.active and samples.size > INLINE_RESAMPLE_SAMPLES:
             # a large chunk (a file block) is resampled in a worker thread, not on the loop
-            resampled = await anyio.to_thread.run_sync(resample, samples)
+            resampled = await anyio.to_thread.run_sync(resample, samples, ended)
         else:
-            resampled = resample(samples)
+            resampled = resample(samples, ended)
+        if ended:
+            framer.hold(resampled)  # out with the rest below, in one block
+            continue
         for block in framer.push(resampled):
             yield block
-    for block in framer.push(resample(np.zeros((0, fmt.channels), np.float32), last=True)):
-        yield block
+    if not ended:
+        for block in framer.push(resample(np.zeros((0, fmt.channels), np.float32), last=True)):
+            yield block
     for block in framer.flush():
         yield block

@@ -112,7 +112,11 @@ class Pipeline:
         if isinstance(src, AsyncGenerator):
             self._gens.append(src)
         metered = self._meter(src)
-        framed = frames(metered, self.fmt, min_block_frames=self._period)
+        # a file or an array says when its last chunk is out: one block for a short file
+        ends: Callable[[], bool] | None = None
+        if isinstance(getattr(self.source, "at_end", None), bool):
+            ends = lambda: bool(getattr(self.source, "at_end", False))  # noqa: E731
+        framed = frames(metered, self.fmt, min_block_frames=self._period, at_end=ends)
         gated = gate(framed, self._threshold)
         inferred = infer(gated, self.plan, self.states, self._limiter, self._batcher)
         self._gens += [metered, framed, gated, inferred]

@@ -61,3 +61,38 @@ def test_frames_are_held_for_a_whole_period_and_released_at_the_end() -> None:
     assert got.size == 0
     whole = Framer(1).push(x)
     assert sum(b.n_frames for b in whole) == 10
+
+
+async def test_a_last_chunk_the_source_announces_goes_out_with_its_partial_frame_in_one_block() -> None:
+    """A file or array that knows its last chunk (``at_end``) gets one block, hence one
+    inference call, for a short input; the frames are the same as without the hint,
+    at 16 kHz and through the resampler."""
+    import pytest
+
+    x = (np.random.default_rng(1).standard_normal(48_000) * 3000).astype(np.int16)  # 3 s: 46 frames and a partial
+
+    async def run(chunks, fmt, hint):
+        state = {"last": False}
+
+        async def gen():
+            for i, c in enumerate(chunks):
+                state["last"] = i == len(chunks) - 1
+                yield c
+
+        return [b async for b in frames(gen(), fmt, at_end=(lambda: state["last"]) if hint else None)]
+
+    for fmt, data in ((AudioFormat(), x), (AudioFormat(8000, 1, "int16"), x[:24_000])):
+        for chunks in ([data], [data[:7000], data[7000:]]):
+            plain, hinted = await run(chunks, fmt, False), await run(chunks, fmt, True)
+            assert len(hinted) == len(chunks) < len(plain)  # the partial frame (and resampler tail) ride along
+            np.testing.assert_array_equal(
+                np.concatenate([b.samples for b in hinted], 1), np.concatenate([b.samples for b in plain], 1)
+            )
+            assert list(np.concatenate([b.valid for b in hinted])) == list(np.concatenate([b.valid for b in plain]))
+
+    async def lies():
+        yield x[:2000]
+        yield x[2000:]
+
+    with pytest.raises(RuntimeError, match="after the one its at_end"):
+        [b async for b in frames(lies(), AudioFormat(), at_end=lambda: True)]

@@ -4,7 +4,12 @@ A source is anything with an async ``open()`` that returns its :class:`AudioForm
 ``__aiter__`` that yields chunks (``bytes`` or numpy arrays) in that format. ``open()`` only
 resolves the format (for a file: reads its header); the resource itself (file handle,
 device, socket) is acquired when iteration starts and released when it ends, however it
-ends, so an abandoned source holds nothing.
+ends, so an abandoned source holds nothing. (A file shorter than one block is decoded
+whole in ``open()`` and its handle closed there; an abandoned one holds those samples.)
+
+A source may also have a bool attribute ``at_end``, True from the moment it yields its last
+chunk (files and arrays know): the pipeline then sends that chunk's frames, the partial last
+frame included, in one block (:func:`deeptone_async.framer.frames`).
 """
 
 from __future__ import annotations

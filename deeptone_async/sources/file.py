@@ -3,7 +3,9 @@
 Headerless PCM (``.raw`` / ``.pcm``) is read with aiofiles in the declared format. Encoded
 files are decoded by soundfile in worker threads, one block per thread hop: libsndfile does
 its own (seeking) I/O, so the decoder, not aiofiles, reads those files. Either way the event
-loop never blocks on the disk.
+loop never blocks on the disk. A file shorter than one block is checked, decoded and closed
+in the one hop of :meth:`FileSource.open` (a short file costs one decoding hop, and, being
+one chunk that says it is the last, one inference call).
 
 The decoder is always called with reads of :data:`DECODE_FRAMES` frames from the start of
 the file, whatever block size the caller asks for; blocks are cut from those reads. For
@@ -76,23 +78,32 @@ class FileSource:
         self.frames_total: int | None = None
         self.file_channels = 1
         self.format: AudioFormat | None = None
+        #: True once the chunk just yielded is the file's last (see :func:`deeptone_async.framer.frames`)
+        self.at_end = False
+        self._whole: npt.NDArray[np.float32] | None = None
 
     async def open(self) -> AudioFormat:
-        """Check the file and read its header (in a worker thread)."""
-        import aiofiles.os
-        import soundfile as sf
+        """Check the file and read its header, in one worker-thread hop.
 
-        st = await aiofiles.os.stat(self.path)  # FileNotFoundError propagates as it is
+        A file shorter than one block is decoded in the same hop and held (at most one
+        block, the memory its iteration would hold anyway), so a short file costs one
+        decoding hop in all, not one each for its header, opening, reading and closing.
+        """
         if self._raw:
+            import aiofiles.os
+
+            st = await aiofiles.os.stat(self.path)  # FileNotFoundError propagates as it is
             fmt = self._raw_format
             self.frames_total = st.st_size // fmt.bytes_per_frame
         else:
+            import soundfile as sf
+
             try:
-                info = await anyio.to_thread.run_sync(sf.info, str(self.path))
+                (rate, channels, frames), self._whole = await anyio.to_thread.run_sync(self._probe)
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise DecodeError(self.path, str(exc)) from exc
-            fmt = AudioFormat(int(info.samplerate), int(info.channels), "float32")
-            self.frames_total = int(info.frames)
+            fmt = AudioFormat(rate, channels, "float32")
+            self.frames_total = frames
         self.file_channels = fmt.channels
         if self.channel is not None:
             if not 0 <= self.channel < fmt.channels:
@@ -101,12 +112,44 @@ class FileSource:
         self.format = fmt
         return fmt
 
+    def _probe(self) -> tuple[tuple[int, int, int], npt.NDArray[np.float32] | None]:
+        """(rate, channels, frames) of the header, and the whole decoded file when the header
+        says it is shorter than one block and decoding reaches its end within one block
+        (``None`` otherwise: iteration decodes it, and reports any decoding error with the
+        frames read before it). Blocking: call in a worker thread.
+
+        Raises:
+            FileNotFoundError: no such file.
+            soundfile.LibsndfileError: not audio libsndfile can open.
+        """
+        import soundfile as sf
+
+        os.stat(self.path)  # a missing file is FileNotFoundError, not a decoding error
+        with sf.SoundFile(str(self.path)) as handle:
+            header = (int(handle.samplerate), int(handle.channels), int(handle.frames))
+            if self._block is None or not 0 <= handle.frames < self._block:
+                return header, None
+            decoder = _Decoder(handle)
+            try:
+                data = decoder.read(self._block)
+            except (sf.LibsndfileError, RuntimeError):
+                return header, None
+            return header, data if decoder.at_end else None  # a header that understates the length: decode again
+
     async def __aiter__(self) -> AsyncIterator[Chunk]:
         if self.format is None:
             await self.open()
         if self._raw:
             async for chunk in self._raw_chunks():
                 yield chunk
+            return
+        if self._whole is not None:  # decoded by open(): no more hops
+            whole, self._whole = self._whole, None
+            self.at_end = True
+            if self._progress is not None:
+                self._progress(whole.shape[0], self.frames_total)
+            if whole.shape[0]:
+                yield whole if self.channel is None else whole[:, self.channel : self.channel + 1]
             return
         import soundfile as sf
 
@@ -124,6 +167,7 @@ class FileSource:
                     raise DecodeError(self.path, f"after {done} frames: {exc}") from exc
                 if block.shape[0] == 0:
                     return
+                self.at_end = decoder.at_end
                 done += block.shape[0]
                 if self._progress is not None:
                     self._progress(done, self.frames_total)
@@ -180,6 +224,11 @@ class _Decoder:
         self._carry: list[npt.NDArray[np.float32]] = []
         self._held = 0
         self._eof = False
+
+    @property
+    def at_end(self) -> bool:
+        """Whether the file's end was reached and every frame read was handed out."""
+        return self._eof and not self._carry
 
     def read(self, frames: int | None) -> npt.NDArray[np.float32]:
         """The next ``frames`` frames (all that is left for ``None``); fewer only at the end."""

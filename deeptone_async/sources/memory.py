@@ -39,11 +39,15 @@ class ArraySource:
         self._data = data if data.ndim == 2 else data.reshape(-1, 1)
         self._chunk = chunk_frames
         self.format = AudioFormat(sample_rate, int(self._data.shape[1]), data.dtype.name)
+        #: True once the chunk just yielded is the array's last (see :func:`deeptone_async.framer.frames`)
+        self.at_end = False
 
     async def open(self) -> AudioFormat:
         return self.format
 
     async def __aiter__(self) -> AsyncIterator[Chunk]:
-        for lo in range(0, self._data.shape[0], self._chunk):
+        n = self._data.shape[0]
+        for lo in range(0, n, self._chunk):
+            self.at_end = lo + self._chunk >= n
             yield self._data[lo : lo + self._chunk]
             await anyio.lowlevel.checkpoint()
