@@ -19,8 +19,15 @@ its own. The patchify conv (kernel = stride = 4 rows) needs none: calls are whol
 Any other operation that touches a tensor with carried history (a reshape, a softmax over
 time, ...) makes the model unsupported; the numerical check below is the final guard.
 
+Two layouts: :mod:`training.stream_ntc` (tried first) holds every ``(B, C, T)`` tensor as
+``(B, T, C)`` and writes the convolutions as batched matrix products and multiply-adds, which
+ONNX Runtime runs several times faster for many streams of few frames; :func:`build` keeps the
+original layout (a 2-D stem, as in SpeechRT, only fits there). A model with fewer than
+``MIN_CONTEXT`` context frames is left on the context path (nothing to gain).
+
 Inputs of the stream graph: ``features`` ``(batch, 4 n, 64)`` (the *new* rows only) and
-``state_0 .. state_k`` (``(batch, C, h)`` or ``(batch, C, h, F)``); outputs: the model's
+``state_0 .. state_k`` (``(batch, h, C)``, or ``(batch, C, h[, F])`` in the original
+layout); outputs: the model's
 output ``(batch, n, width)`` and ``state_0_out ..``. The initial states are what the engine
 computes at load (:mod:`deeptone_async.conv_state`): the graph run from zero states over
 ``context_frames`` frames of silence rows, exactly the history today's runner starts with.
