@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_same_results
 
+from deeptone_async import Deeptone
 from deeptone_async.conv_state import ConvStateRunner, StreamGraph
 from deeptone_async.features import N_MELS, SILENCE_FLOOR, SUBFRAMES
 from deeptone_async.inference import LogMelRunner, load_session, make_runner
@@ -99,3 +101,20 @@ def test_onnx_stream_is_only_for_log_mel_models() -> None:
     vad = next(s for s in bundled_specs() if s.kind == "silero_seq")
     with pytest.raises(Exception, match="onnx_stream"):
         dataclasses.replace(vad, onnx_stream=vad.onnx)
+
+
+async def test_an_engine_on_stream_graphs_gives_the_context_paths_results(engine: Deeptone, speech: np.ndarray) -> None:
+    """What a user sees: a live stream (20 ms chunks, period 1024 ms) analysed with every
+    bundled model gives the results an engine without stream graphs gives (labels equal,
+    values within one 4-decimal rounding step)."""
+    ctx = Deeptone(load_bundled=False)
+    for s in bundled_specs():
+        ctx.register_model(dataclasses.replace(s, onnx_stream=None))
+    models = [s.key for s in bundled_specs()]
+    data = speech.astype("<i2").tobytes()
+    chunks = [data[i : i + 640] for i in range(0, len(data), 640)]
+    kw = {"output_period": 1024, "include_raw_values": True}
+    got = [r async for r in engine.process_stream(chunks, models, **kw)]
+    want = [r async for r in ctx.process_stream(chunks, models, **kw)]
+    assert len(got) > 3
+    assert_same_results(got, want)
