@@ -34,6 +34,9 @@ LICENCE_NOTE = {
     "noise": "per clip: UrbanSound8K **CC BY-NC 3.0**, MUSAN public domain / CC BY 3.0, donateacry ODbL + DbCL",
     "speechocean": "speechocean762: free for commercial and non-commercial use (README statement, no licence file)",
     "baved": "BAVED: **no licence stated**",
+    "emospeech": "emospeech: CC BY-NC-SA 4.0 (**non-commercial**, share-alike)",
+    "vocalizations": "Nonverbal Vocalization Dataset: CC BY-NC-ND 4.0 (**non-commercial**, no derivatives)",
+    "esc50": "ESC-50: **CC BY-NC 3.0** (its ESC-10 clips CC BY 3.0)",
 }
 
 

@@ -35,26 +35,39 @@ def member_path(model: str, member: str) -> Path:
     return p if p.suffix == ".pt" else CACHE / f"{model}.{member}.pt"
 
 
-def load_onnx_members(model: str, path: Path) -> tuple[list[CausalTCN], dict]:
-    """The networks of the exported graph ``path`` (one, or each member of an ensemble graph)
-    and the history in its folder's ``train_info.json``. Their BatchNorms are folded (eval mode)."""
+def load_onnx_members(model: str, path: Path) -> tuple[list[CausalTCN], list[dict]]:
+    """The networks of the exported graph ``path`` (one, or each member of an ensemble graph),
+    each with its training history from the ``train_info.json`` beside it: an ensemble's
+    ``ensemble`` entries, or, for an ensemble fine-tuned as one model (``training.train
+    --resume-from`` an ensemble graph: ``resumed_ensemble``), each member's history followed by
+    that joint run. Their BatchNorms are folded (eval mode)."""
     from .export import ensemble_from_onnx, onnx_members, state_from_onnx
 
     widths = onnx_members(path)
     info_path = path.parent / "train_info.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    keep = (*RUN_KEYS, "previous_runs", "resumed_lr", "resumed_from", "corpora", "manifests", "ensemble")
-    hist = {"checkpoint": str(path), **{k: info[k] for k in keep if k in info}}
+    keep = (*RUN_KEYS, "previous_runs", "resumed_lr", "resumed_from", "corpora", "manifests")
+    run = {k: info[k] for k in keep if k in info and k != "previous_runs"}
     if widths:
         nets = [CausalTCN(len(MODELS[model]["labels"]), w, MODELS[model]["blocks"]).eval() for w in widths]
         ensemble_from_onnx(path, nets)
-        return nets, hist
+        if "ensemble" in info:
+            hists = list(info["ensemble"])
+        elif "resumed_ensemble" in info:
+            hists = []
+            for k, (w, m) in enumerate(zip(widths, info["resumed_ensemble"])):
+                own = {key: v for key, v in m.items() if key not in ("previous_runs", "checkpoint")}
+                hists.append({**run, "checkpoint": f"{path} (network {k + 1})", "channels": w,
+                              "previous_runs": [*m.get("previous_runs", []), own]})
+        else:
+            hists = [{"checkpoint": f"{path} (network {k + 1})", "channels": w} for k, w in enumerate(widths)]
+        return nets, hists
     info_w = info.get("channels", MODELS[model]["channels"])
     m = net_config(model, int(info_w if isinstance(info_w, int) else MODELS[model]["channels"]),
                    int(info.get("stem2d", MODELS[model].get("stem2d", 0))))
     net = CausalTCN(len(m["labels"]), m["channels"], m["blocks"], stem2d=m.get("stem2d", 0)).eval()
     net.load_state_dict(state_from_onnx(path, net))
-    return [net], hist
+    return [net], [{"checkpoint": str(path), **run, "previous_runs": info.get("previous_runs", [])}]
 
 
 def load_member(model: str, path: Path) -> tuple[CausalTCN, dict]:
@@ -79,12 +92,13 @@ def main() -> None:
     nets, infos = [], []
     for member in a.members:
         if member.endswith(".onnx"):
-            more, info = load_onnx_members(a.model, Path(member))
+            more, hists = load_onnx_members(a.model, Path(member))
             nets += more
+            infos += hists
         else:
             net, info = load_member(a.model, member_path(a.model, member))
             nets.append(net)
-        infos.append(info)
+            infos.append(info)
     model = ProbAverage(nets).eval()
     folder = a.out or REPO / "deeptone_async" / "models" / a.model
     checks = write_model(model, a.model, folder)
