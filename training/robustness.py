@@ -437,6 +437,10 @@ def summary(folder: Path = OUT) -> str:
              "figures of the model it replaced.", ""]
     for f in sorted(folder.glob("*/robustness.json")):
         res = json.loads(f.read_text())
+        if "headline" not in res:  # another command's format (training.robustness_audio_event): its own robustness.md
+            lines += [f"## {res.get('model', f.parent.name)}", "", f"See `{f.parent.name}/robustness.md` "
+                      f"(`{res.get('command', '')}`).", ""]
+            continue
         heads = res["headline"]
         clean = heads.get("clean", {})
         lines += [f"## {HANDLES.get(res['model'], res['model'])}", "",
