@@ -35,7 +35,7 @@ def espeak(text: str, voice: str, path: Path) -> Path:
     if not (shutil.which("espeak-ng") and shutil.which("sox")):
         sys.exit("give ENROL.wav and CALL.wav, or install espeak-ng and sox to make samples")
     wav = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], check=True, capture_output=True).stdout
-    subprocess.run(["sox", "-t", "wav", "-", "-r", str(SR), "-c", "1", "-b", "16", str(path)], input=wav, check=True)
+    subprocess.run(["sox", "-R", "-t", "wav", "-", "-r", str(SR), "-c", "1", "-b", "16", str(path)], input=wav, check=True)
     return path
 
 

@@ -41,7 +41,7 @@ def speak_meeting(folder: Path) -> Path:
     for i, (voice, text) in enumerate(MEETING):
         wav = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], check=True, capture_output=True).stdout
         out = folder / f"{i}.wav"
-        subprocess.run(["sox", "-t", "wav", "-", "-r", str(SR), "-c", "1", "-b", "16", str(out)], input=wav, check=True)
+        subprocess.run(["sox", "-R", "-t", "wav", "-", "-r", str(SR), "-c", "1", "-b", "16", str(out)], input=wav, check=True)
         x, _ = sf.read(out, dtype="int16")
         parts += [x, np.zeros(int(0.7 * SR), np.int16)]
     path = folder / "meeting.wav"

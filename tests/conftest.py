@@ -37,7 +37,9 @@ def espeak(text: str, path: Path, voice: str = "en+f3") -> Path:
     if not (shutil.which("espeak-ng") and shutil.which("sox")):
         pytest.skip("espeak-ng and sox are needed for speech fixtures (apt-get install espeak-ng sox)")
     wav = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], check=True, capture_output=True).stdout
-    subprocess.run(["sox", "-t", "wav", "-", "-r", str(SR), "-c", "1", "-b", "16", str(path)], input=wav, check=True)
+    # -R: repeatable (sox seeds its dither randomly otherwise, so every run had different
+    # fixtures and a tolerance could pass or fail by chance)
+    subprocess.run(["sox", "-R", "-t", "wav", "-", "-r", str(SR), "-c", "1", "-b", "16", str(path)], input=wav, check=True)
     return path
 
 

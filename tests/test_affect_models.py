@@ -80,7 +80,7 @@ def pluck(path: Path) -> np.ndarray:
     if not shutil.which("sox"):
         pytest.skip("sox is needed for the plucked-string signal")
     notes = " : ".join(f"synth 0.5 pluck {n}" for n in ("C4", "E4", "G4", "C5"))
-    cmd = ["sox", "-n", "-r", str(SR), "-c", "1", "-b", "16", str(path), *notes.split(), "repeat", "2"]
+    cmd = ["sox", "-R", "-n", "-r", str(SR), "-c", "1", "-b", "16", str(path), *notes.split(), "repeat", "2"]
     subprocess.run(cmd, check=True, capture_output=True)
     x, _ = sf.read(path, dtype="float32")
     return x
