@@ -252,6 +252,23 @@ def _patch_nodes(node, y: str, consts: dict[str, np.ndarray], fresh) -> list:  #
     return out
 
 
+def _steps_needed(g, consts: dict, groups: dict, inside, i: int, tensor: str) -> int:
+    """The leading time steps node ``i`` needs of its input ``tensor`` beyond its own output's:
+    a window-mean group's padding, a look-back window's, a Slice's crop; 0 for anything else
+    (members of a window-mean group included: the group carries them)."""
+    n = g.node[i]
+    if i in groups and n.input[0] == tensor:
+        return groups[i][0]
+    if i in inside:
+        return 0
+    w = _window(n, consts)
+    if w is not None and w[0] == "window" and n.input[0] == tensor:
+        return w[1]
+    if n.op_type == "Slice" and n.input[0] == tensor:
+        return _crop(n, consts)
+    return 0
+
+
 def build(model):  # noqa: ANN001, ANN201
     """The stream graph of ``model`` (an ``onnx.ModelProto``) and its states.
 
@@ -273,17 +290,7 @@ def build(model):  # noqa: ANN001, ANN201
             users.setdefault(t, []).append(i)
 
     def need(i: int, tensor: str) -> int:
-        n = g.node[i]
-        if i in groups and n.input[0] == tensor:
-            return groups[i][0]
-        if i in inside:
-            return 0
-        w = _window(n, consts)
-        if w is not None and w[0] == "window" and n.input[0] == tensor:
-            return w[1]
-        if n.op_type == "Slice" and n.input[0] == tensor:
-            return _crop(n, consts)
-        return 0
+        return _steps_needed(g, consts, groups, inside, i, tensor)
 
     producer = {o: i for i, n in enumerate(g.node) for o in n.output}
     time: dict[str, int] = {}  # time tensors -> extra leading steps they carry

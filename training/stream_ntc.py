@@ -31,6 +31,7 @@ from .stream_graph import (
     _consts,
     _crop,
     _State,
+    _steps_needed,
     _window,
     _window_means,
 )
@@ -88,17 +89,7 @@ def build_ntc(model):  # noqa: ANN001, ANN201, C901
                               const(np.array([_T], np.int64))])
 
     def need(i: int, tensor: str) -> int:
-        n = g.node[i]
-        if i in groups and n.input[0] == tensor:
-            return groups[i][0]
-        if i in inside:
-            return 0
-        w = _window(n, consts)
-        if w is not None and w[0] == "window" and n.input[0] == tensor:
-            return w[1]
-        if n.op_type == "Slice" and n.input[0] == tensor:
-            return _crop(n, consts)
-        return 0
+        return _steps_needed(g, consts, groups, inside, i, tensor)
 
     def produced(x: str, extra: int) -> None:
         time[x] = extra
