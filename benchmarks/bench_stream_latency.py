@@ -9,6 +9,7 @@ growth while the streams run, per stream. One core, one ONNX thread per model.
 
     python benchmarks/bench_stream_latency.py --streams 100 --models vad --seconds 30
     python benchmarks/bench_stream_latency.py --streams 100 --models all --no-batching
+    python benchmarks/bench_stream_latency.py --streams 100 --models vad --aligned --live-frames off
 """
 
 from __future__ import annotations
@@ -31,11 +32,18 @@ CHUNK = SR // 50  # 20 ms
 
 
 async def run(
-    n: int, models: list[str] | None, seconds: float, period_ms: int, batching: bool, aligned: bool
+    n: int,
+    models: list[str] | None,
+    seconds: float,
+    period_ms: int,
+    batching: bool,
+    aligned: bool,
+    live_frames: bool | None = None,
+    interval_ms: float = 10.0,
 ) -> dict[str, float]:
     from deeptone_async import Deeptone
 
-    engine = Deeptone(max_inference_threads=1, batch_streams=batching)
+    engine = Deeptone(max_inference_threads=1, batch_streams=batching, batch_interval_ms=interval_ms)
     audio = (sample_audio(seconds) * 32767).astype(np.int16)
     await engine.process_audio_bytes(audio[:SR], models)  # warm up
     period = period_ms * SR // 1000
@@ -61,7 +69,7 @@ async def run(
                         sent[p] = time.monotonic()
                 yield audio[lo:hi].tobytes()
 
-        async for r in engine.process_stream(feed(), models, output_period=period_ms):
+        async for r in engine.process_stream(feed(), models, output_period=period_ms, live_frames=live_frames):
             p = r["timestamp"] // period_ms
             latencies.append(time.monotonic() - sent[p])
 
@@ -87,13 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--period", type=int, default=1024)
     p.add_argument("--no-batching", action="store_true")
     p.add_argument("--aligned", action="store_true", help="every stream's periods end within 20 ms of the others'")
+    p.add_argument("--live-frames", choices=["auto", "on", "off"], default="auto", help="process_stream's live_frames")
+    p.add_argument("--interval-ms", type=float, default=10.0, help="the engine's batch_interval_ms")
     args = p.parse_args(argv)
     pin_one_core()
     models = None if args.models == "all" else args.models.split(",")
-    r = anyio.run(run, args.streams, models, args.seconds, args.period, not args.no_batching, args.aligned)
+    live = {"auto": None, "on": True, "off": False}[args.live_frames]
+    r = anyio.run(
+        run, args.streams, models, args.seconds, args.period, not args.no_batching, args.aligned, live, args.interval_ms
+    )
     print(
         f"| {args.streams} real-time streams, {args.models}, period {args.period} ms, "
         f"{'batched' if not args.no_batching else 'unbatched'}, {'aligned' if args.aligned else 'spread'} periods, "
+        f"live frames {args.live_frames}, interval {args.interval_ms:g} ms, "
         f"1 core, {args.seconds:g} s | "
         f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.0f} ms over {r['results']} results | "
         f"CPU {100 * r['cpu_share']:.0f}% of the core | peak RSS growth {r['rss_per_stream_kb']:.0f} KB per stream |"

@@ -203,7 +203,11 @@ class Aggregator:
         self._channels = channels
         self._raw = include_raw
         self._logs = [{s.key: FrameLog() for s in self._specs} for _ in range(channels)] if keep_log else None
-        self._pending: dict[str, Any] | None = None  # frames of the period in progress
+        self._pending: dict[str, Any] | None = None  # decided frames of the period in progress
+        self._held_frames = 0  # frames in self._pending
+        # frames not yet decided (blocks that completed no period): valid, silent, outputs
+        self._undecided: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], FrameOutputs]] = []
+        self._raw_frames = 0
         self._next_period = 0
         self._maps: dict[str, Any] = {}  # SpeakerMap: decided by online clustering, per channel
         if any(s.kind == "embedding" for s in self._specs):
@@ -212,29 +216,55 @@ class Aggregator:
             self._maps = {s.key: SpeakerMapper(s, channels) for s in self._specs if s.kind == "embedding"}
 
     def push(self, block: FrameBlock, outputs: FrameOutputs) -> list[list[dict[str, Any]]]:
-        """Results of the periods that ``block`` completes: ``[channel][period]``."""
+        """Results of the periods that ``block`` completes: ``[channel][period]``.
+
+        A block that completes no period is only kept (a live stream's frames arrive one
+        or two at a time); its frames are decided with the rest of their period, in one
+        set of array operations.
+        """
         assert block.silent is not None, "the gate must run before the aggregator"
-        frames: dict[str, Any] = {"valid": block.valid, "silent": block.silent}
+        self._undecided.append((block.valid, block.silent, outputs))
+        self._raw_frames += block.n_frames
+        if self._held_frames + self._raw_frames < self._period:
+            return [[] for _ in range(self._channels)]
+        return self._decide_raw()
+
+    def _decide_raw(self) -> list[list[dict[str, Any]]]:
+        """Decide every kept frame; emit the periods they complete."""
+        raw, self._undecided, self._raw_frames = self._undecided, [], 0
+        if len(raw) == 1:
+            valid, silent, outputs = raw[0]
+        else:
+            valid = np.concatenate([r[0] for r in raw])
+            silent = np.concatenate([r[1] for r in raw], axis=1)
+            parts = [r[2].speech for r in raw]
+            speech = None if any(p is None for p in parts) else np.concatenate([p for p in parts if p is not None], axis=1)
+            outputs = FrameOutputs({k: np.concatenate([r[2].probs[k] for r in raw], axis=1) for k in raw[0][2].probs}, speech)
+        frames: dict[str, Any] = {"valid": valid, "silent": silent}
         for spec in self._specs:
             if spec.key in self._maps:  # labels, conf, scores, speaker count, slots in use
-                frames[spec.key] = self._maps[spec.key].push(outputs.probs[spec.key], block.silent, outputs.speech)
+                frames[spec.key] = self._maps[spec.key].push(outputs.probs[spec.key], silent, outputs.speech)
                 labels, conf = frames[spec.key][:2]
             else:
-                labels, conf = decide(spec, outputs.probs[spec.key], block.silent, outputs.speech)
+                labels, conf = decide(spec, outputs.probs[spec.key], silent, outputs.speech)
                 frames[spec.key] = (labels, conf, outputs.probs[spec.key])
             if self._logs is not None:
                 for c in range(self._channels):
-                    self._logs[c][spec.key].append(labels[c], conf[c], block.valid)
+                    self._logs[c][spec.key].append(labels[c], conf[c], valid)
         if self._pending is not None:
             frames = _join(self._pending, frames)
         n = frames["valid"].shape[0]
         whole = n - n % self._period
         self._pending = _cut(frames, whole, None) if whole < n else None
+        self._held_frames = n - whole
         return self._emit(_cut(frames, 0, whole), self._period) if whole else [[] for _ in range(self._channels)]
 
     def finish(self) -> list[list[dict[str, Any]]]:
         """The final partial period's results, if any frames are pending."""
+        if self._undecided:
+            self._decide_raw()  # completes no period: the frames join the pending ones
         pending, self._pending = self._pending, None
+        self._held_frames = 0
         if pending is None:
             return [[] for _ in range(self._channels)]
         return self._emit(pending, pending["valid"].shape[0])

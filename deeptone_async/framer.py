@@ -12,6 +12,7 @@ A final partial frame is zero-padded and marked with its real length in
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from dataclasses import dataclass
 
@@ -32,6 +33,9 @@ MAX_BLOCK_FRAMES = 256
 #: Chunks with more samples than this (all channels) are resampled in a worker thread;
 #: smaller ones (live streams' 20-100 ms chunks) inline, where a thread hop would cost more.
 INLINE_RESAMPLE_SAMPLES = 32_768
+#: A chunk the stage waited at least this long for comes from a live source (the source,
+#: not the analysis, sets the pace): its whole frames go out at once, not at the period's end.
+LIVE_WAIT_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -68,11 +72,13 @@ class Framer:
     Args:
         channels: channels of the samples pushed.
         max_block_frames: most frames per block.
-        min_block_frames: frames are held until this many are whole, and blocks hold a
-            multiple of it (except the last, at :meth:`flush`): with the output period's
-            frame count, a stream fed in 20 ms chunks makes one inference call per period
-            instead of one per frame, and its results are unchanged (they come at the
-            period's end either way). Memory held: at most this many frames plus a chunk.
+        min_block_frames: frames are held until the next multiple of this many (counted
+            from the stream's start) is whole, and blocks end on such multiples (except the
+            last, at :meth:`flush`, and those :meth:`push` releases ``early``): with the
+            output period's frame count, a stream fed in 20 ms chunks faster than real time
+            makes one inference call per period instead of one per frame, and its results
+            are unchanged (they come at the period's end either way). Memory held: at most
+            this many frames plus a chunk.
     """
 
     def __init__(self, channels: int, max_block_frames: int = MAX_BLOCK_FRAMES, min_block_frames: int = 1) -> None:
@@ -85,15 +91,21 @@ class Framer:
         self._held_samples = 0
         self._next = 0
 
-    def push(self, samples: Float32) -> list[FrameBlock]:
-        """Blocks of the whole frames now available from ``samples`` ``(n, channels)``."""
+    def push(self, samples: Float32, early: bool = False) -> list[FrameBlock]:
+        """Blocks of the whole frames now available from ``samples`` ``(n, channels)``.
+
+        ``early``: hand out every whole frame now, not only those up to the last multiple
+        of ``min_block_frames`` (a live stream's frames are computed as they complete, so
+        that little is left to compute when its period ends).
+        """
         if samples.shape[0] == 0:
             return []
         self._held.append(samples)
         self._held_samples += samples.shape[0]
         n = self._held_samples // FRAME_SAMPLES
-        n -= n % self._min
-        if n == 0:
+        if not early:
+            n -= (self._next + n) % self._min  # up to the last period boundary
+        if n <= 0:
             if not samples.flags.owndata:
                 self._held[-1] = samples.copy()  # the caller's buffer may be reused
             return []
@@ -102,6 +114,13 @@ class Framer:
         if rest.shape[0]:
             self._held, self._held_samples = [rest.copy()], rest.shape[0]
         return self._blocks(buf[: n * FRAME_SAMPLES], np.full(n, FRAME_SAMPLES, np.int64))
+
+    def due(self, more: int, early: bool = False) -> bool:
+        """Whether pushing ``more`` samples would hand out a block (see :meth:`push`)."""
+        n = (self._held_samples + more) // FRAME_SAMPLES
+        if not early:
+            n -= (self._next + n) % self._min
+        return n > 0
 
     def hold(self, samples: Float32) -> None:
         """Keep ``samples`` without cutting blocks: the stream's last chunk, which
@@ -173,6 +192,7 @@ async def frames(
     max_block_frames: int = MAX_BLOCK_FRAMES,
     min_block_frames: int = 1,
     at_end: Callable[[], bool] | None = None,
+    live_frames: bool = False,
 ) -> AsyncGenerator[FrameBlock, None]:
     """Convert, resample and frame a source's chunks.
 
@@ -182,12 +202,17 @@ async def frames(
         fmt: the source's sample rate, channel count and byte sample type (default:
             16 kHz mono 16-bit).
         max_block_frames: most frames per yielded block.
-        min_block_frames: hold frames until this many are whole (see :class:`Framer`);
-            the stream's end releases the rest.
+        min_block_frames: hold frames until the next multiple of this many is whole
+            (see :class:`Framer`); the stream's end releases the rest.
         at_end: called after each chunk arrives; True says that chunk is the source's
             last (a file or an array knows it), so its frames, the partial last one
             included, go out as one block: a short file is one inference call, not two.
             It must never say True before the last chunk.
+        live_frames: a chunk the stage had to wait :data:`LIVE_WAIT_S` or more for (a
+            live source: microphone, socket, a call's packets) releases every whole frame
+            at once, so a live stream's frames are computed as they arrive and little is
+            left to compute when its period ends; chunks that were ready at once (a file,
+            a backlog) are still held to the period's end.
 
     Yields:
         :class:`FrameBlock` s in stream order; the last one may end in a partial frame.
@@ -201,12 +226,34 @@ async def frames(
     resample = _Resampler(fmt.sample_rate, fmt.channels)
     framer = Framer(fmt.channels, max_block_frames, min_block_frames)
     ended = False
+    # 16-bit PCM at 16 kHz (a live stream's usual format) stays bytes until a block is due:
+    # one conversion per block instead of one per 20 ms chunk
+    lazy = fmt.dtype == "int16" and not resample.active
+    raw: list[bytes] = []
+    raw_bytes = 0
+    frame_bytes = fmt.bytes_per_frame
+    asked = time.monotonic()
     async for chunk in chunks:
+        # waited for: the source sets the pace (live), so frames go out as they complete
+        live = live_frames and time.monotonic() - asked >= LIVE_WAIT_S
         if ended:
             raise RuntimeError("the source yielded a chunk after the one its at_end() called its last")
         if isinstance(chunk, (bytes, bytearray, memoryview)):
+            if lazy:
+                raw.append(bytes(chunk))  # a copy only of a bytearray or memoryview (reusable buffers)
+                raw_bytes += len(raw[-1])
+                if not (at_end is not None and at_end()) and not framer.due(
+                    (raw_bytes + decoder.pending) // frame_bytes, early=live
+                ):
+                    asked = time.monotonic()
+                    continue
+                chunk = raw[0] if len(raw) == 1 else b"".join(raw)
+                raw, raw_bytes = [], 0
             samples = decoder.decode(chunk)
         elif isinstance(chunk, np.ndarray):
+            if raw:  # bytes kept before this array go first
+                framer.hold(decoder.decode(b"".join(raw)))
+                raw, raw_bytes = [], 0
             samples = to_float32(chunk, fmt.channels)
         else:
             raise AudioFormatError(f"a source chunk must be bytes or a numpy array, got {type(chunk).__name__}")
@@ -219,8 +266,11 @@ async def frames(
         if ended:
             framer.hold(resampled)  # out with the rest below, in one block
             continue
-        for block in framer.push(resampled):
+        for block in framer.push(resampled, early=live):
             yield block
+        asked = time.monotonic()
+    if raw:
+        framer.hold(decoder.decode(b"".join(raw)))
     if not ended:
         for block in framer.push(resample(np.zeros((0, fmt.channels), np.float32), last=True)):
             yield block

@@ -76,6 +76,10 @@ class Pipeline:
             leaves results and their latency unchanged (a result is due at its period's end).
         batcher: shares inference calls with other streams (the engine's); ``None`` runs
             this stream's blocks alone.
+        live_frames: when the source is live (its chunks are waited for), run each frame
+            as soon as it is whole rather than a period at a time (see
+            :func:`~deeptone_async.framer.frames`): the period's result then comes after
+            the last frame's work only, at the price of smaller inference calls.
 
     Raises:
         AudioFormatError: ``fmt`` is outside ``limits`` (sample rate, channel count).
@@ -91,6 +95,7 @@ class Pipeline:
         limits: Limits = DEFAULT_LIMITS,
         period_frames: int = 1,
         batcher: Batcher | None = None,
+        live_frames: bool = False,
     ) -> None:
         path = getattr(source, "path", None)
         limits.check_format(fmt, f"'{path}'" if path is not None else "the audio")
@@ -102,6 +107,7 @@ class Pipeline:
         self._threshold = volume_threshold
         self._period = period_frames
         self._batcher = batcher
+        self._live_frames = live_frames
         self._limiter = limiter
         self._gens: list[AsyncGenerator[Any, None]] = []
         self._start: float | None = None
@@ -116,7 +122,7 @@ class Pipeline:
         ends: Callable[[], bool] | None = None
         if isinstance(getattr(self.source, "at_end", None), bool):
             ends = lambda: bool(getattr(self.source, "at_end", False))  # noqa: E731
-        framed = frames(metered, self.fmt, min_block_frames=self._period, at_end=ends)
+        framed = frames(metered, self.fmt, min_block_frames=self._period, at_end=ends, live_frames=self._live_frames)
         gated = gate(framed, self._threshold)
         inferred = infer(gated, self.plan, self.states, self._limiter, self._batcher)
         self._gens += [metered, framed, gated, inferred]

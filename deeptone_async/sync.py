@@ -83,19 +83,21 @@ class Deeptone:
         *,
         smoothing: SmoothingArg = None,
         voice_signatures: Mapping[str, Any] | None = None,
+        live_frames: bool | None = None,
     ) -> Iterator[dict[str, Any]]:
         """A plain generator of results over a plain generator (or any source) of audio.
 
         The input generator is advanced in a worker thread, so it may block (e.g. wait for
         a microphone buffer). Closing the returned generator stops the stream.
-        ``smoothing`` and ``voice_signatures`` are :meth:`deeptone_async.Deeptone.process_stream`'s.
+        ``smoothing``, ``voice_signatures`` and ``live_frames`` are
+        :meth:`deeptone_async.Deeptone.process_stream`'s.
 
         Raises:
             ParameterError, UnknownModelError, SignatureVersionError: at the call.
         """
         stream = self.engine.process_stream(
             input_generator, models, output_period, include_raw_values, volume_threshold,
-            smoothing=smoothing, voice_signatures=voice_signatures,
+            smoothing=smoothing, voice_signatures=voice_signatures, live_frames=live_frames,
         )
         return self._iterate(stream)
 
