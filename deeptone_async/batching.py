@@ -3,8 +3,9 @@
 A stream's inference stage hands each block to the engine's :class:`StreamBatcher` instead
 of running it alone. The blocks of every stream that is ready at the same moment are
 stacked into one :meth:`InferencePlan.run` per group (same models, same frame count) and
-all groups run in *one* worker-thread hop, so 200 streams of an application cost about
-what the server's scheduler costs, without running the server.
+all groups run in *one* worker-thread hop, so an application holding 200 streams gets
+what the server gets; the server's connections are ``process_stream`` calls and share
+their calls through this same batcher.
 
 No task of its own does this (nothing outlives the streams, nothing to start or stop):
 the first stream to arrive *leads*. It lets the event loop run once, so the streams that
@@ -102,8 +103,10 @@ class StreamBatcher:
             already waiting (0: purely greedy).
 
     Attributes:
-        rounds: worker-thread hops made; blocks: stream blocks served (so
-            ``blocks / rounds`` is the mean batch).
+        rounds: worker-thread hops made; calls: :meth:`InferencePlan.run` calls (a round
+            runs one per group of requests that can share a call); blocks: stream blocks
+            served; frames: stream-frames served (a block of 3 frames counts 3);
+            largest: the most blocks one call stacked.
     """
 
     def __init__(self, limiter: anyio.CapacityLimiter, max_batch: int = 256, interval_s: float = 0.01) -> None:
@@ -118,7 +121,26 @@ class StreamBatcher:
         self._all_waiting = anyio.Event()
         self._last_start = -math.inf
         self.rounds = 0
+        self.calls = 0
         self.blocks = 0
+        self.frames = 0
+        self.largest = 0
+
+    @property
+    def pending(self) -> int:
+        """Blocks waiting for a round."""
+        return len(self._waiting)
+
+    def stats(self) -> dict[str, float]:
+        """The counters as a dict (the server's ``/health`` shows it), with the mean blocks per call."""
+        return {
+            "batches": self.rounds,
+            "calls": self.calls,
+            "blocks": self.blocks,
+            "frames": self.frames,
+            "largest": self.largest,
+            "mean_batch": round(self.blocks / self.calls, 2) if self.calls else 0.0,
+        }
 
     def open_stream(self) -> None:
         """Count one more stream that will submit blocks (see :meth:`close_stream`)."""
@@ -184,7 +206,10 @@ class StreamBatcher:
                         req.error = RuntimeError("inference did not run for this block")
                     req.done.set()
             self.rounds += 1
+            self.calls += len(calls)
             self.blocks += len(batch)
+            self.frames += sum(int(r.samples.shape[1]) for r in batch)
+            self.largest = max(self.largest, max(len(c) for c in calls))
         finally:
             self._leading = False
             if self._waiting:  # blocks that arrived during the round: the first one leads next

@@ -75,6 +75,8 @@ class Deeptone:
         batch_interval_ms: least time between the starts of two shared inference rounds
             (unless every stream is already waiting): the most a stream's block waits
             for its round beyond the one in progress; larger rounds cost less CPU each.
+        max_batch: most stream blocks stacked in one inference call (a bigger group is
+            split into several calls of the same round).
 
     Construction blocks while the ONNX sessions load (well under a second). The engine is
     safe to share between streams, tasks and threads.
@@ -94,10 +96,14 @@ class Deeptone:
         limits: Limits | None = None,
         batch_streams: bool = True,
         batch_interval_ms: float = 10.0,
+        max_batch: int = 256,
     ) -> None:
         if isinstance(batch_interval_ms, bool) or not isinstance(batch_interval_ms, (int, float)) or not 0 <= batch_interval_ms <= 1000:
             raise ParameterError(f"batch_interval_ms must be a number in [0, 1000], got {batch_interval_ms!r}")
         self._batch_interval = float(batch_interval_ms) / 1000
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ParameterError(f"max_batch must be a positive int, got {max_batch!r}")
+        self._max_batch = max_batch
         if limits is not None and not isinstance(limits, Limits):
             raise ParameterError(f"limits must be a deeptone_async.limits.Limits, got {type(limits).__name__}")
         self.limits = limits or DEFAULT_LIMITS
@@ -173,12 +179,22 @@ class Deeptone:
             _BATCHERS.set(batchers)
         batcher = batchers.get(self)
         if batcher is None:
-            batcher = batchers[self] = StreamBatcher(self._limiter, interval_s=self._batch_interval)
+            batcher = batchers[self] = StreamBatcher(self._limiter, self._max_batch, self._batch_interval)
         return batcher
 
-    def _pipeline_factory(self, plan: InferencePlan, volume_threshold: float, live_frames: bool = False) -> Any:
+    def batching_stats(self) -> dict[str, float] | None:
+        """Counters of the cross-stream batching on the running event loop (rounds as
+        ``batches``, ``calls``, ``blocks``, ``frames``, ``largest``, ``mean_batch``), or
+        ``None`` when this engine runs each stream alone. Call it from the event loop."""
+        return self._stream_batcher().stats() if self._batch_streams else None
+
+    def _pipeline_factory(
+        self, plan: InferencePlan, volume_threshold: float, live_frames: bool = False, batched: bool | None = None
+    ) -> Any:
+        batch = self._batch_streams if batched is None else batched
+
         def make(source: Source, fmt: AudioFormat, period: int) -> Pipeline:
-            batcher = self._stream_batcher() if self._batch_streams else None
+            batcher = self._stream_batcher() if batch else None
             return Pipeline(source, fmt, plan, volume_threshold, self._limiter, self.limits, period, batcher, live_frames)
 
         return make
@@ -196,6 +212,7 @@ class Deeptone:
         smoothing: SmoothingArg = None,
         voice_signatures: Mapping[str, Any] | None = None,
         live_frames: bool | None = None,
+        batch_streams: bool | None = None,
     ) -> ResultStream:
         """Analyse a stream, yielding a result every ``output_period`` ms.
 
@@ -228,6 +245,8 @@ class Deeptone:
                 calls cost about what period calls do; off when a log-mel model runs,
                 where they cost about 2x the CPU. Results are the same either way; what
                 each costs in latency is in the README ("Latency of live streams").
+            batch_streams: share inference calls with the engine's other streams
+                (``None``: the engine's ``batch_streams``).
 
         Returns:
             A :class:`~deeptone_async.pipeline.ResultStream`; iterate it with
@@ -253,7 +272,9 @@ class Deeptone:
         if live_frames is not None and not isinstance(live_frames, bool):
             raise ParameterError(f"live_frames must be True, False or None, got {live_frames!r}")
         live = plan.cheap_frames if live_frames is None else live_frames
-        stream = ResultStream(source, self._pipeline_factory(plan, threshold, live), specs, period, bool(include_raw_values))
+        batched = None if batch_streams is None else bool(batch_streams)
+        factory = self._pipeline_factory(plan, threshold, live, batched)
+        stream = ResultStream(source, factory, specs, period, bool(include_raw_values))
         if rules:
             from ._smoothed import SmoothedStream
 

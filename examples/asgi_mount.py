@@ -2,10 +2,9 @@
 
 The app below stands for an application you already have; one ``Mount`` adds voice
 analytics under ``/voice``: ``/voice/stream`` (WebSocket, DeepTone's cloud protocol),
-``/voice/health`` and ``/voice/analyse``. The parent app runs the mounted app's lifespan
-(``lifespan=...``) so that the cross-stream batching scheduler runs; without it, streams
-still work but each makes its own inference calls. A FastAPI app mounts it the same way
-(``app.mount("/voice", voice)``, with the lifespan passed to ``FastAPI(lifespan=...)``).
+``/voice/health`` and ``/voice/analyse``. Streams share inference calls through the
+engine's own batching, so the mounted app needs nothing from the parent's lifespan. A
+FastAPI app mounts it the same way (``app.mount("/voice", voice)``).
 
     python examples/asgi_mount.py --port 8000
     python examples/custom_sinks.py --url ws://127.0.0.1:8000/voice/stream   # a client
@@ -37,8 +36,7 @@ def build_app(engine: Deeptone | None = None, api_key: str | None = None) -> Sta
         routes=[
             Route("/", home),
             Mount("/voice", app=voice, name="voice"),  # the one added route
-        ],
-        lifespan=voice.state.deeptone.lifespan,  # runs the batching scheduler
+        ]
     )
 
 

@@ -13,16 +13,15 @@ from typing import Any
 
 import anyio
 import numpy as np
-import pytest
 import uvicorn
 from conftest import noise, tone
 from websockets.asyncio.client import connect
 
 from deeptone_async import Deeptone, ModelSpec
+from deeptone_async.batching import StreamBatcher
 from deeptone_async.framer import FrameBlock
-from deeptone_async.inference import StreamState
+from deeptone_async.inference import StreamState, infer
 from deeptone_async.server import (
-    BatchScheduler,
     ServerSettings,
     StreamServer,
     create_app,
@@ -56,6 +55,7 @@ async def test_twenty_concurrent_clients_get_their_own_results(engine: Deeptone)
         stream = engine.process_stream(pcm16(s), ["vad"], output_period=256, include_raw_values=True)
         expected.append([r async for r in stream])
     got: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    before = engine.batching_stats()
     async with running_server(engine=engine) as srv:
         url = srv.ws_url + "?models=vad&output_period=256&include_raw_values=true"
 
@@ -73,16 +73,17 @@ async def test_twenty_concurrent_clients_get_their_own_results(engine: Deeptone)
             async with anyio.create_task_group() as tg:
                 for i in range(n):
                     tg.start_soon(client, i)
-        assert srv.deeptone is not None and srv.deeptone.scheduler is not None
-        stats = srv.deeptone.scheduler.stats
+        after = engine.batching_stats()
     assert got == expected
-    assert stats.blocks >= n and stats.mean_batch > 1.0  # streams shared inference calls
+    assert before is not None and after is not None
+    blocks, calls = after["blocks"] - before["blocks"], after["calls"] - before["calls"]
+    assert blocks >= n and blocks / calls > 1.0, (blocks, calls)  # streams shared inference calls
 
 
 async def test_a_client_vanishing_mid_stream_leaves_nothing_behind(engine: Deeptone) -> None:
     async with running_server(engine=engine) as srv:
         deeptone = srv.deeptone
-        assert deeptone is not None and deeptone.scheduler is not None
+        assert deeptone is not None
         url = srv.ws_url + "?models=vad&output_period=64"
         # warm up: the first connection starts worker threads that stay pooled
         async with connect(url, compression=None) as ws:
@@ -106,7 +107,7 @@ async def test_a_client_vanishing_mid_stream_leaves_nothing_behind(engine: Deept
                 await ws.close()  # a close frame mid-stream, without the end frame
             await settle(lambda: deeptone.slots.active == 0 and not deeptone.slots.streams)
             await settle(lambda: len(asyncio.all_tasks()) <= tasks_before)
-            assert deeptone.scheduler.pending == 0
+            assert engine._stream_batcher().pending == 0
             assert threading.active_count() <= threads_before
 
 
@@ -175,33 +176,30 @@ async def test_batched_outputs_equal_separate_runs(engine: Deeptone) -> None:
     frames = (rng.standard_normal((6, 5, 1024)) * 0.1).astype(np.float32)
     alone: list[list[StreamState]] = [[plan.new_stream()] for _ in range(6)]
     shared: list[list[StreamState]] = [[plan.new_stream()] for _ in range(6)]
-    async def one(scheduler: BatchScheduler, i: int, step: int, outs: list[tuple[int, Any]]) -> None:
-        outs.append((i, await scheduler.run(plan, frames[i : i + 1, step : step + 1], shared[i])))
+    async def one(batcher: StreamBatcher, i: int, step: int, outs: list[tuple[int, Any]]) -> None:
+        outs.append((i, await batcher.run(plan, frames[i : i + 1, step : step + 1], shared[i])))
 
-    async with BatchScheduler() as scheduler:
-        for step in range(5):  # five frames of six streams, each stream with its own state
-            outs: list[tuple[int, Any]] = []
-            async with anyio.create_task_group() as tg:
-                for i in range(6):
-                    tg.start_soon(one, scheduler, i, step, outs)
-            for i, out in outs:
-                ref = plan.run(frames[i : i + 1, step : step + 1], alone[i])
-                np.testing.assert_allclose(out.probs["vad"], ref.probs["vad"], atol=1e-5)
-        assert scheduler.stats.largest > 1
-    with pytest.raises(RuntimeError, match="not running"):
-        await scheduler.run(plan, frames[:1, :1], shared[0])
-
-
-async def test_scheduler_groups_by_frame_count(engine: Deeptone) -> None:
-    _, plan = engine.plan(["vad"])
-    async with BatchScheduler() as scheduler:
+    batcher = StreamBatcher(anyio.CapacityLimiter(1))
+    for step in range(5):  # five frames of six streams, each stream with its own state
+        outs: list[tuple[int, Any]] = []
         async with anyio.create_task_group() as tg:
-            for n in (1, 1, 2, 3, 3, 3):
-                x = np.zeros((1, n, 1024), np.float32)
-                tg.start_soon(scheduler.run, plan, x, [plan.new_stream()])
-        assert scheduler.stats.blocks == 6
-        assert scheduler.stats.frames == 13
-    assert not scheduler.running
+            for i in range(6):
+                tg.start_soon(one, batcher, i, step, outs)
+        for i, out in outs:
+            ref = plan.run(frames[i : i + 1, step : step + 1], alone[i])
+            np.testing.assert_allclose(out.probs["vad"], ref.probs["vad"], atol=1e-5)
+    assert batcher.largest > 1
+
+
+async def test_batcher_groups_by_frame_count(engine: Deeptone) -> None:
+    _, plan = engine.plan(["vad"])
+    batcher = StreamBatcher(anyio.CapacityLimiter(1))
+    async with anyio.create_task_group() as tg:
+        for n in (1, 1, 2, 3, 3, 3):
+            x = np.zeros((1, n, 1024), np.float32)
+            tg.start_soon(batcher.run, plan, x, [plan.new_stream()])
+    assert batcher.blocks == 6 and batcher.frames == 13
+    assert batcher.rounds == 1 and batcher.calls == 3 and batcher.largest == 3  # one round, a call per frame count
 
 
 
@@ -244,8 +242,8 @@ async def test_batching_is_exact_for_feature_models_with_context(tmp_path: Path)
         async with anyio.create_task_group() as tg:
             for i in range(n):
                 tg.start_soon(client, i)
-        assert srv.deeptone is not None and srv.deeptone.scheduler is not None
-        assert srv.deeptone.scheduler.stats.largest > 1
+        stats = engine.batching_stats()
+    assert stats is not None and stats["largest"] > 1
     assert got == expected
 
 
@@ -256,8 +254,8 @@ async def test_a_lone_fast_stream_is_not_held_back_by_the_batch_interval(engine:
         for i in range(40):
             yield FrameBlock(i, np.zeros((1, 1, 1024), np.float32), np.array([1024]))
 
-    async with BatchScheduler(interval_s=0.05) as scheduler:  # 40 batches would take 2 s
-        start = anyio.current_time()
-        done = [outputs async for _, outputs in scheduler.infer(blocks(), plan, [plan.new_stream()])]
-        assert len(done) == 40
-        assert anyio.current_time() - start < 1.0
+    batcher = StreamBatcher(anyio.CapacityLimiter(1), interval_s=0.05)  # 40 rounds would take 2 s
+    start = anyio.current_time()
+    done = [outputs async for _, outputs in infer(blocks(), plan, [plan.new_stream()], anyio.CapacityLimiter(1), batcher)]
+    assert len(done) == 40
+    assert anyio.current_time() - start < 1.0

@@ -4,8 +4,8 @@
 >>> app = create_app(settings=ServerSettings(api_key="secret"))   # an ASGI app
 
 Run it with ``deeptone-async serve`` (loopback, port 8765 by default) or :func:`serve`;
-:func:`running_server` runs it in a task (tests, bots); mount it in another ASGI app with
-its lifespan (see ``examples/asgi_mount.py``). The client side is
+:func:`running_server` runs it in a task (tests, bots); mount it in another ASGI app
+(see ``examples/asgi_mount.py``). The client side is
 :func:`deeptone_async.client.stream_to_server`.
 
 Routes
@@ -39,8 +39,10 @@ Concurrency
     One engine (one ONNX session per model) serves every connection; each connection keeps
     only its stream state. A connection is a task group of a receive loop, a result
     sender and an idle watchdog, with a bounded queue between the loop and the pipeline
-    (backpressure reaches the client through TCP). The frames of all connections are run
-    together by a :class:`BatchScheduler` (one inference call for many streams).
+    (backpressure reaches the client through TCP). Each connection is the engine's
+    ``process_stream``, so the frames of all connections share inference calls through
+    the engine's cross-stream batching (:mod:`deeptone_async.batching`), as the streams
+    of any application do.
 
 Starlette and uvicorn are imported only when one of the names below is first used, so
 ``deeptone_async.server.cli`` and :class:`ServerSettings` work without the extra.
@@ -57,8 +59,6 @@ from ._settings import ServerSettings as ServerSettings
 if TYPE_CHECKING:
     from ._app import StreamServer as StreamServer
     from ._app import create_app as create_app
-    from ._batching import BatchScheduler as BatchScheduler
-    from ._batching import BatchStats as BatchStats
     from ._runner import RunningServer as RunningServer
     from ._runner import running_server as running_server
     from ._runner import serve as serve
@@ -66,8 +66,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "API_KEY_HEADER",
-    "BatchScheduler",
-    "BatchStats",
     "RunningServer",
     "ServerSettings",
     "StreamServer",
@@ -80,8 +78,6 @@ __all__ = [
 _LAZY = {
     "StreamServer": "._app",
     "create_app": "._app",
-    "BatchScheduler": "._batching",
-    "BatchStats": "._batching",
     "RunningServer": "._runner",
     "running_server": "._runner",
     "serve": "._runner",

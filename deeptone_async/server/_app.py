@@ -14,7 +14,6 @@ from starlette.websockets import WebSocket
 
 from .._version import __version__
 from ..engine import Deeptone
-from ._batching import BatchScheduler
 from ._http import analyse_upload, error_response
 from ._page import page_routes
 from ._settings import API_KEY_HEADER, ServerSettings
@@ -26,57 +25,40 @@ log = logging.getLogger("deeptone_async.server")
 
 
 class StreamServer:
-    """The resources behind the app: one engine, the batch scheduler, connection slots.
+    """The resources behind the app: one engine and connection slots.
 
     Every connection shares the engine's models (one ONNX session per model); each keeps
     only its own stream state. :func:`create_app` builds one and stores it as
     ``app.state.deeptone``.
 
+    Streams share inference calls through the engine's own cross-stream batching
+    (:mod:`deeptone_async.batching`), as an application's ``process_stream`` calls do.
+
     Args:
-        engine: the engine to serve (a new :class:`~deeptone_async.Deeptone` when
-            ``None``; creating it blocks while the models load).
+        engine: the engine to serve (a new :class:`~deeptone_async.Deeptone` with the
+            settings' ``batch_interval_ms`` and ``max_batch`` when ``None``; creating it
+            blocks while the models load). A given engine keeps its own batching options.
         settings: limits, API key and batching.
     """
 
     def __init__(self, engine: Deeptone | None = None, settings: ServerSettings | None = None) -> None:
-        self.engine = engine if engine is not None else Deeptone()
-        self.settings = settings if settings is not None else ServerSettings()
+        self.settings = s = settings if settings is not None else ServerSettings()
+        self.engine = engine if engine is not None else Deeptone(batch_interval_ms=s.batch_interval_ms, max_batch=s.max_batch)
         self.slots = ConnectionSlots(self.settings.max_connections)
-        s = self.settings
-        self.scheduler = (
-            BatchScheduler(interval_s=s.batch_interval_ms / 1000, max_batch=s.max_batch, workers=s.inference_workers)
-            if s.batching
-            else None
-        )
-        self._warned = False
 
     @asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
-        """Runs the batch scheduler for the app's lifetime (the app's ASGI lifespan).
-
-        An app mounted inside another must have the parent run this, e.g.
-        ``Starlette(routes=[Mount("/dt", app)], lifespan=app.state.deeptone.lifespan)``;
-        without it streams still work, each running its own inference calls.
-        """
-        if self.scheduler is None:
-            yield
-            return
-        async with self.scheduler:
-            yield
+        """The app's ASGI lifespan. Nothing runs in it any more (streams share inference
+        calls through the engine, with no task of their own); it stays so that apps that
+        mount the server with ``lifespan=app.state.deeptone.lifespan`` keep working."""
+        yield
 
     async def stream(self, ws: WebSocket) -> None:
         """``/stream``: DeepTone's cloud streaming protocol (see :mod:`._protocol`)."""
-        if self.scheduler is not None and not self.scheduler.running and not self._warned:
-            self._warned = True
-            log.warning(
-                "the batch scheduler is not running (the app's lifespan was not run); "
-                "streams run their own inference calls"
-            )
-        await serve_stream(ws, self.engine, self.settings, self.scheduler, self.slots)
+        await serve_stream(ws, self.engine, self.settings, self.slots)
 
     async def health(self, request: Request) -> JSONResponse:
         """``GET /health``: status, models, connections and batching counters (no key needed)."""
-        scheduler = self.scheduler
         return JSONResponse(
             {
                 "status": "ok",
@@ -85,7 +67,7 @@ class StreamServer:
                 "active_connections": self.slots.active,
                 "max_connections": self.slots.limit,
                 "total_connections": self.slots.total,
-                "batching": scheduler.stats.as_dict() if scheduler is not None and scheduler.running else None,
+                "batching": self.engine.batching_stats() if self.settings.batching else None,
             }
         )
 
@@ -106,8 +88,8 @@ def create_app(engine: Deeptone | None = None, *, settings: ServerSettings | Non
 
     Routes: ``GET /stream`` (WebSocket, DeepTone's cloud protocol), ``GET /health``,
     ``POST /analyse`` (also ``/process_file``), ``GET /`` (the live page, ``_page.py``). Serve it with uvicorn
-    (:func:`~deeptone_async.server.serve`, ``deeptone-async serve``) or any ASGI server;
-    its lifespan runs the batch scheduler. ``app.state.deeptone`` is the
+    (:func:`~deeptone_async.server.serve`, ``deeptone-async serve``) or any ASGI server.
+    ``app.state.deeptone`` is the
     :class:`StreamServer`.
 
     Args:

@@ -40,17 +40,17 @@ class ServerSettings:
             audio (a low sample rate, many frames), and bytes alone do not bound the work.
         body_timeout_s: most seconds an upload's body may pause between two pieces (30;
             408 after it): a client trickling its body cannot hold a connection for ever.
-        batching: run the frames of all streams through a shared
-            :class:`~deeptone_async.server.BatchScheduler` (one ONNX call for many
-            streams); ``False`` runs each stream's frames separately.
-        batch_interval_ms: least time between the starts of two inference batches. A
-            block arriving after a quiet spell runs at once; under load, batches start at
-            most this often and hold everything waiting, so the per-batch cost is paid a
-            bounded number of times per second (about a third less CPU than 0 at 100
-            streams here, for about 3 ms more median latency; see
-            ``benchmarks/RESULTS.md``). 0 runs a batch whenever a worker is free.
-        max_batch: most stream blocks stacked in one inference call.
-        inference_workers: batches that may run at once (threads); 1 suits one core.
+        batching: run the frames of all streams in shared inference calls (the engine's
+            cross-stream batching, :mod:`deeptone_async.batching`); ``False`` runs each
+            stream's frames separately.
+        batch_interval_ms: least time between the starts of two inference rounds, for
+            the engine the server makes (``Deeptone(batch_interval_ms=...)``; a given
+            engine keeps its own). A block arriving after a quiet spell runs at once;
+            under load, rounds start at most this often and hold everything waiting, so
+            the per-round cost is paid a bounded number of times per second (see
+            ``benchmarks/RESULTS.md``). 0 runs a round whenever the last one is done.
+        max_batch: most stream blocks stacked in one inference call (the engine the
+            server makes).
         header_timeout_s: most seconds a client may take to send a request's headers
             (10), counted from the connection (or, on a kept-alive one, from the request's
             first byte); it is then answered 408 and closed. Bounds how long a slow or
@@ -82,14 +82,13 @@ class ServerSettings:
     batching: bool = True
     batch_interval_ms: float = 10.0
     max_batch: int = 256
-    inference_workers: int = 1
     header_timeout_s: float = 10.0
     max_pending_handshakes: int = 64
     max_open_connections: int | None = None
 
     def __post_init__(self) -> None:
         positive_ints = ("max_connections", "max_message_bytes", "queue_messages", "max_upload_bytes", "max_batch")
-        for name in (*positive_ints, "inference_workers", "max_pending_handshakes"):
+        for name in (*positive_ints, "max_pending_handshakes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ParameterError(f"{name} must be a positive int, got {value!r}")

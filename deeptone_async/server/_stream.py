@@ -27,15 +27,10 @@ import starlette.websockets
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..aggregator import Aggregator, aggregate
 from ..audio import AudioFormat
-from ..engine import Deeptone, check_output_period
+from ..engine import Deeptone
 from ..errors import DeeptoneError, ModelError, ParameterError, VoiceSignatureError
-from ..framer import frames
-from ..gate import gate
 from ..sources.base import IterableSource
-from ..voice_signatures import apply_signatures
-from ._batching import BatchScheduler
 from ._protocol import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_MESSAGE_TOO_BIG,
@@ -70,50 +65,18 @@ class ResultSource(Protocol):
     async def aclose(self) -> None: ...
 
 
-class _BatchedResults:
-    """source chunks -> framer -> gate -> batched inference -> aggregator, closable."""
-
-    def __init__(
-        self,
-        engine: Deeptone,
-        chunks: AsyncGenerator[bytes, None],
-        params: StreamParams,
-        scheduler: BatchScheduler,
-    ) -> None:
-        period = check_output_period(params.output_period)
-        specs, plan = engine.plan(params.models)  # shared runners, state per stream
-        specs = apply_signatures(specs, params.voice_signatures)  # SpeakerMap's known speakers
-        states = [plan.new_stream(params.sample_rate)]
-        framed = frames(chunks, AudioFormat(params.sample_rate))
-        gated = gate(framed, params.volume_threshold)
-        inferred = scheduler.infer(gated, plan, states)
-        aggregator = Aggregator(specs, period, 1, params.include_raw_values)
-        self._results = aggregate(inferred, aggregator)
-        self._gens: list[AsyncGenerator[Any, None]] = [chunks, framed, gated, inferred, self._results]
-
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        return self._results
-
-    async def aclose(self) -> None:
-        gens, self._gens = self._gens, []
-        with anyio.CancelScope(shield=True):
-            for gen in reversed(gens):
-                await gen.aclose()
-
-
 def open_results(
     engine: Deeptone,
     chunks: AsyncGenerator[bytes, None],
     params: StreamParams,
-    scheduler: BatchScheduler | None,
+    batching: bool = True,
 ) -> ResultSource:
-    """The results of a stream of 16-bit PCM chunks, batched when ``scheduler`` runs.
+    """The results of a stream of 16-bit PCM chunks: the engine's ``process_stream``,
+    sharing inference calls with the engine's other streams when ``batching``.
 
     Raises:
         UnknownModelError, ParameterError: bad parameters (at the call).
     """
-    if scheduler is not None and scheduler.running:
-        return _BatchedResults(engine, chunks, params, scheduler)
     return engine.process_stream(
         IterableSource(chunks, AudioFormat(params.sample_rate)),
         params.models,
@@ -121,6 +84,7 @@ def open_results(
         include_raw_values=params.include_raw_values,
         volume_threshold=params.volume_threshold,
         voice_signatures=params.voice_signatures,
+        batch_streams=batching,
     )
 
 
@@ -253,7 +217,6 @@ async def serve_stream(
     ws: WebSocket,
     engine: Deeptone,
     settings: ServerSettings,
-    scheduler: BatchScheduler | None,
     slots: ConnectionSlots,
 ) -> None:
     """Serve one ``/stream`` connection until the audio ends, the client goes or a fault.
@@ -275,7 +238,7 @@ async def serve_stream(
     info = StreamInfo()
     slots.streams.add(info)
     try:
-        await _serve(ws, engine, settings, scheduler, params, info)
+        await _serve(ws, engine, settings, params, info)
     finally:
         slots.streams.discard(info)
         slots.release()
@@ -285,14 +248,13 @@ async def _serve(
     ws: WebSocket,
     engine: Deeptone,
     settings: ServerSettings,
-    scheduler: BatchScheduler | None,
     params: StreamParams,
     info: StreamInfo,
 ) -> None:
     send, receive = anyio.create_memory_object_stream[bytes](settings.queue_messages)
     chunks = _queue_chunks(receive, info)
     try:
-        results = open_results(engine, chunks, params, scheduler)
+        results = open_results(engine, chunks, params, settings.batching)
     except (ParameterError, ModelError, VoiceSignatureError) as exc:  # UnknownModelError is a ModelError
         send.close()
         receive.close()

@@ -78,9 +78,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-batch", type=int, default=d.max_batch, help="most stream blocks per inference call")
     parser.add_argument(
-        "--inference-workers", type=int, default=d.inference_workers, help="inference batches running at once"
-    )
-    parser.add_argument(
         "--workers", "-w", type=int, default=1,
         help="server processes on the port, each with its own engine (0: one per core)",
     )
@@ -115,7 +112,6 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         batching=not args.no_batching,
         batch_interval_ms=args.batch_interval_ms,
         max_batch=args.max_batch,
-        inference_workers=args.inference_workers,
     )
 
 
