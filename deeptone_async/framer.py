@@ -12,6 +12,7 @@ A final partial frame is zero-padded and marked with its real length in
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ INLINE_RESAMPLE_SAMPLES = 32_768
 #: A chunk the stage waited at least this long for comes from a live source (the source,
 #: not the analysis, sets the pace): its whole frames go out at once, not at the period's end.
 LIVE_WAIT_S = 0.005
+#: ... and so do those of the chunks that follow within this many seconds: a live stream
+#: whose chunks queued up for a moment (a loaded server) is still live.
+LIVE_HOLD_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -209,10 +213,11 @@ async def frames(
             included, go out as one block: a short file is one inference call, not two.
             It must never say True before the last chunk.
         live_frames: a chunk the stage had to wait :data:`LIVE_WAIT_S` or more for (a
-            live source: microphone, socket, a call's packets) releases every whole frame
-            at once, so a live stream's frames are computed as they arrive and little is
-            left to compute when its period ends; chunks that were ready at once (a file,
-            a backlog) are still held to the period's end.
+            live source: microphone, socket, a call's packets), and every chunk in the
+            :data:`LIVE_HOLD_S` after it, releases every whole frame at once, so a live
+            stream's frames are computed as they arrive and little is left to compute when
+            its period ends; chunks of a source that never makes the stage wait (a file, an
+            array, a backlog) are held to the period's end.
 
     Yields:
         :class:`FrameBlock` s in stream order; the last one may end in a partial frame.
@@ -232,10 +237,14 @@ async def frames(
     raw: list[bytes] = []
     raw_bytes = 0
     frame_bytes = fmt.bytes_per_frame
-    asked = time.monotonic()
+    asked: float | None = None  # when the next chunk was asked for (not for the first)
+    live_until = -math.inf
     async for chunk in chunks:
         # waited for: the source sets the pace (live), so frames go out as they complete
-        live = live_frames and time.monotonic() - asked >= LIVE_WAIT_S
+        now = time.monotonic()
+        if asked is not None and now - asked >= LIVE_WAIT_S:
+            live_until = now + LIVE_HOLD_S
+        live = live_frames and now < live_until
         if ended:
             raise RuntimeError("the source yielded a chunk after the one its at_end() called its last")
         if isinstance(chunk, (bytes, bytearray, memoryview)):
