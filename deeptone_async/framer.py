@@ -275,8 +275,10 @@ async def frames(
         if ended:
             framer.hold(resampled)  # out with the rest below, in one block
             continue
-        for block in framer.push(resampled, early=live):
-            yield block
+        blocks = framer.push(resampled, early=live)
+        del chunk, samples, resampled  # not held while the next chunk is awaited (a period's worth)
+        while blocks:  # popped: a yielded block is the consumer's, not held here
+            yield blocks.pop(0)
         asked = time.monotonic()
     if raw:
         framer.hold(decoder.decode(b"".join(raw)))
