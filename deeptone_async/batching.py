@@ -18,9 +18,9 @@ when at least ``interval_s`` (10 ms) has passed since the previous round started
 every stream of the batcher is already waiting; otherwise the leader waits for whichever
 comes first, and the round takes every block waiting by then. A lone stream, or a block
 after a quiet spell, is never delayed; under load, rounds start at most every
-``interval_s``, so their fixed costs (a thread hop, one ONNX call per model, whose fixed
-part is 100-450 us for the log-mel models' stream graphs) are paid a bounded number of
-times per second while the rounds grow with the load. The most a block waits for its
+``interval_s``, so their fixed costs (a thread hop, one ONNX call per model: 0.3-0.6 ms a
+model for a call of one stream, ``benchmarks/bench_call_shapes.py``) are paid a bounded
+number of times per second while the rounds grow with the load. The most a block waits for its
 round, beyond the round in progress, is ``interval_s``.
 
 Results: stacking changes how ONNX Runtime splits its work, which can move a probability

@@ -292,9 +292,9 @@ class InferencePlan:
     @property
     def cheap_frames(self) -> bool:
         """Whether a call on one frame per stream costs about what a period's call costs per
-        frame: true when every model is a Silero runner (measured: 57 against 46 us a
-        stream-frame for the bundled Vad; the log-mel models pay 5-6x, in feature and
-        state handling per stream and call)."""
+        frame: true when every model is a Silero runner (``benchmarks/bench_call_shapes.py``,
+        calls of 16-64 streams: 46-54 against 43 us a stream-frame for the bundled Vad; the
+        log-mel models pay 4-6x, in feature and state handling per stream and call)."""
         return all(isinstance(r, _SileroBase) for r in self._all.values())
 
     def new_stream(self, sample_rate: int = SAMPLE_RATE) -> StreamState:
