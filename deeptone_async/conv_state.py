@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["ConvStateRunner", "StreamGraph", "load_stream_runner"]
 
 META_KEY = "deeptone_stream"
+#: One stream's states, packed in one vector per dtype (:meth:`StreamGraph.run` unpacks them).
 States = tuple[np.ndarray, ...]
 _DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
 
@@ -60,9 +61,19 @@ class StreamGraph:
         if sorted(self._outputs[1:]) != sorted(o.name for o in outs[1:]):
             raise ModelError(f"stream graph states {self._names} do not match its outputs {[o.name for o in outs]}")
         try:
-            zero = tuple(np.zeros((1, *i.shape[1:]), _DTYPES[i.type]) for i in ins[1:])
-        except (KeyError, TypeError) as exc:
+            shapes = [tuple(int(d) for d in i.shape[1:]) for i in ins[1:]]
+            dtypes = [_DTYPES[i.type] for i in ins[1:]]
+        except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"stream graph state of unsupported type or shape: {exc!r}") from exc
+        # a stream's states travel packed, one vector per dtype: stacking and splitting B
+        # streams is then one array operation per state and per stream, not per both
+        self._shapes = shapes
+        self._groups: list[tuple[type, list[int], list[int]]] = []  # dtype, states, offsets
+        for dtype in dict.fromkeys(dtypes):
+            members = [j for j, d in enumerate(dtypes) if d is dtype]
+            offsets = [int(o) for o in np.cumsum([0, *(int(np.prod(shapes[j])) for j in members)])]
+            self._groups.append((dtype, members, offsets))
+        zero: States = tuple(np.zeros(off[-1], dt) for dt, _, off in self._groups)
         self.initial: States = zero
         if context_frames and self._names:
             silence = np.full((1, SUBFRAMES * context_frames, N_MELS), SILENCE_FLOOR, np.float32)
@@ -70,19 +81,25 @@ class StreamGraph:
 
     def run(self, rows: Float32, states: Sequence[States]) -> tuple[np.ndarray, list[States]]:
         """Outputs for ``rows`` ``(B, 4n, 64)`` (new rows only) of ``B`` streams whose states
-        are ``states``; returns the output and each stream's next states. Blocks."""
+        are ``states`` (each packed, as :attr:`initial`); returns the output and each
+        stream's next states. Blocks."""
+        batch = len(states)
         feed: dict[str, np.ndarray] = {self._input: rows}
-        for j, name in enumerate(self._names):
-            feed[name] = states[0][j] if len(states) == 1 else np.concatenate([s[j] for s in states])
+        for g, (_, members, offsets) in enumerate(self._groups):
+            stacked = states[0][g][None] if batch == 1 else np.stack([st[g] for st in states])
+            for k, j in enumerate(members):
+                part = stacked[:, offsets[k] : offsets[k + 1]]
+                feed[self._names[j]] = np.ascontiguousarray(part).reshape(batch, *self._shapes[j])
         out, *new = self._session.run(self._outputs, feed)
-        if len(states) == 1:
-            return out, [tuple(new)]
-        return out, [tuple(a[i : i + 1].copy() for a in new) for i in range(len(states))]
+        packed = [np.concatenate([new[j].reshape(batch, -1) for j in members], axis=1) for _, members, _ in self._groups]
+        if batch == 1:
+            return out, [tuple(p[0] for p in packed)]
+        return out, [tuple(p[i].copy() for p in packed) for i in range(batch)]  # each stream keeps only its own
 
 
 @dataclass
 class _ConvState:
-    """One stream's convolution states (each ``(1, ...)``); replaced, never written in place."""
+    """One stream's convolution states (packed); replaced, never written in place."""
 
     arrays: States
 

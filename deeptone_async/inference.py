@@ -26,7 +26,15 @@ import numpy as np
 
 from .audio import Float32
 from .errors import ModelError
-from .features import FRAME_SAMPLES, N_MELS, SAMPLE_RATE, SILENCE_FLOOR, SUBFRAMES, LogMelExtractor
+from .features import (
+    FRAME_SAMPLES,
+    N_MELS,
+    SAMPLE_RATE,
+    SILENCE_FLOOR,
+    SUBFRAMES,
+    LogMelExtractor,
+    stream_features,
+)
 from .framer import FrameBlock
 from .narrowband import speech_by_rate
 from .spec import ModelSpec
@@ -309,7 +317,7 @@ class InferencePlan:
         """All models on ``frames`` ``(B, n, 1024)`` of ``B`` streams; blocks (call it in a thread)."""
         features = None
         if self._needs_features:
-            features = np.stack([st.extractor(f) for st, f in zip(states, frames)])
+            features = stream_features([st.extractor for st in states], frames)
         probs = {k: r.run(frames, features, [st.models[k] for st in states]) for k, r in self._all.items()}
         speech = None
         if self.detector is not None:

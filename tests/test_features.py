@@ -39,3 +39,20 @@ def test_louder_tone_has_more_energy() -> None:
     quiet = logmel((0.01 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32))
     loud = logmel((0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32))
     assert loud.max() > quiet.max() + 5
+
+
+def test_features_of_many_streams_at_once_equal_each_streams_own() -> None:
+    """Live frames of many streams get their features in one set of array operations; the
+    rows, and each stream's carried history, must be exactly those of its own extractor."""
+    from deeptone_async.features import LogMelExtractor, stream_features
+
+    rng = np.random.default_rng(7)
+    for streams, n in [(2, 1), (40, 1), (5, 3), (3, 16), (2, 40)]:
+        shared = [LogMelExtractor() for _ in range(streams)]
+        own = [LogMelExtractor() for _ in range(streams)]
+        for _ in range(3):  # consecutive calls: the history carried between them counts
+            x = (rng.standard_normal((streams, n, 1024)) * 0.2).astype(np.float32)
+            got = stream_features(shared, x)
+            want = np.stack([ex(f) for ex, f in zip(own, x)])
+            assert got.shape == (streams, 4 * n, 64)
+            assert np.array_equal(got, want)
