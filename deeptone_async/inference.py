@@ -301,8 +301,8 @@ class InferencePlan:
     def cheap_frames(self) -> bool:
         """Whether a call on one frame per stream costs about what a period's call costs per
         frame: true when every model is a Silero runner (``benchmarks/bench_call_shapes.py``,
-        calls of 16-64 streams: 46-54 against 43 us a stream-frame for the bundled Vad; the
-        log-mel models pay 4-6x, in feature and state handling per stream and call)."""
+        calls of 16-64 streams: about 50-60 us a stream-frame either way for the bundled Vad;
+        the log-mel models pay 2-3x, mostly inside their convolutions)."""
         return all(isinstance(r, _SileroBase) for r in self._all.values())
 
     def new_stream(self, sample_rate: int = SAMPLE_RATE) -> StreamState:
