@@ -84,6 +84,7 @@ def train_command(model: str, info: dict, out: str | None = None) -> str:
            + f"--channels {info['channels']} --dropout {info['dropout']:g} --weight-decay {info['weight_decay']:g} "
            f"--speed {info['speed']:g} --ensemble {info['ensemble']} --threads 1 --workers 2"
            + (f" --p-clean {info['p_clean']:g}" if info.get("p_clean") is not None else "")
+           + (" --balance-gender" if info.get("balance_gender") else "")
            + (f" --init-from {info['init_from']}" if info.get("init_from") else ""))
     return cmd + (f" --out {out}" if out else "")
 
