@@ -317,6 +317,20 @@ def crashed(job: Job, name: str, what: str) -> ChunkResult:
     return ChunkResult([FileRecord(name, "error", "WorkerCrashed", message)], lines if job.fmt == "jsonl" else [])
 
 
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGKILL the live worker processes of a broken pool.
+
+    A broken ``ProcessPoolExecutor`` only SIGTERMs its other workers and then waits for
+    them without a timeout; a worker that does not die of SIGTERM (one CI run saw it: the
+    pool's shutdown then hung for ever) would hang the run. ``_processes`` is the executor's
+    own table (private, the same from Python 3.8 to 3.13); without it this does nothing.
+    """
+    processes = getattr(pool, "_processes", None) or {}
+    for proc in list(processes.values()):
+        if proc.is_alive():
+            proc.kill()
+
+
 def _run_local(job: Job, chunks: list[list[str]], workers: int, commit: Callable[[ChunkResult], None]) -> None:
     """Run ``chunks`` on a pool of ``workers`` processes (spawned: no fork of a threaded
     parent), at most two chunks queued per worker so that finished results do not pile up.
@@ -362,6 +376,8 @@ def _run_local(job: Job, chunks: list[list[str]], workers: int, commit: Callable
                         continue
                     commit(result)
         finally:
+            if broken:
+                _kill_workers(pool)
             pool.shutdown(wait=True, cancel_futures=True)
         for future, (chunk, deaths) in pending.items():  # the pool broke: what was in flight
             if future.cancelled():
