@@ -207,7 +207,7 @@ class Aggregator:
         self._held_frames = 0  # frames in self._pending
         # frames not yet decided (blocks that completed no period): valid, silent, outputs
         self._undecided: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], FrameOutputs]] = []
-        self._raw_frames = 0
+        self._undecided_frames = 0
         self._next_period = 0
         self._maps: dict[str, Any] = {}  # SpeakerMap: decided by online clustering, per channel
         if any(s.kind == "embedding" for s in self._specs):
@@ -224,14 +224,14 @@ class Aggregator:
         """
         assert block.silent is not None, "the gate must run before the aggregator"
         self._undecided.append((block.valid, block.silent, outputs))
-        self._raw_frames += block.n_frames
-        if self._held_frames + self._raw_frames < self._period:
+        self._undecided_frames += block.n_frames
+        if self._held_frames + self._undecided_frames < self._period:
             return [[] for _ in range(self._channels)]
-        return self._decide_raw()
+        return self._decide_undecided()
 
-    def _decide_raw(self) -> list[list[dict[str, Any]]]:
+    def _decide_undecided(self) -> list[list[dict[str, Any]]]:
         """Decide every kept frame; emit the periods they complete."""
-        raw, self._undecided, self._raw_frames = self._undecided, [], 0
+        raw, self._undecided, self._undecided_frames = self._undecided, [], 0
         if len(raw) == 1:
             valid, silent, outputs = raw[0]
         else:
@@ -262,7 +262,7 @@ class Aggregator:
     def finish(self) -> list[list[dict[str, Any]]]:
         """The final partial period's results, if any frames are pending."""
         if self._undecided:
-            self._decide_raw()  # completes no period: the frames join the pending ones
+            self._decide_undecided()  # completes no period: the frames join the pending ones
         pending, self._pending = self._pending, None
         self._held_frames = 0
         if pending is None:

@@ -188,13 +188,9 @@ class Deeptone:
         ``None`` when this engine runs each stream alone. Call it from the event loop."""
         return self._stream_batcher().stats() if self._batch_streams else None
 
-    def _pipeline_factory(
-        self, plan: InferencePlan, volume_threshold: float, live_frames: bool = False, batched: bool | None = None
-    ) -> Any:
-        batch = self._batch_streams if batched is None else batched
-
+    def _pipeline_factory(self, plan: InferencePlan, volume_threshold: float, live_frames: bool, batched: bool) -> Any:
         def make(source: Source, fmt: AudioFormat, period: int) -> Pipeline:
-            batcher = self._stream_batcher() if batch else None
+            batcher = self._stream_batcher() if batched else None
             return Pipeline(source, fmt, plan, volume_threshold, self._limiter, self.limits, period, batcher, live_frames)
 
         return make
@@ -272,7 +268,7 @@ class Deeptone:
         if live_frames is not None and not isinstance(live_frames, bool):
             raise ParameterError(f"live_frames must be True, False or None, got {live_frames!r}")
         live = plan.cheap_frames if live_frames is None else live_frames
-        batched = None if batch_streams is None else bool(batch_streams)
+        batched = self._batch_streams if batch_streams is None else bool(batch_streams)
         factory = self._pipeline_factory(plan, threshold, live, batched)
         stream = ResultStream(source, factory, specs, period, bool(include_raw_values))
         if rules:

@@ -144,9 +144,14 @@ def logmel(samples: npt.NDArray[np.floating], history: npt.NDArray[np.floating] 
     n_rows = x.shape[0] // HOP_SAMPLES
     if n_rows == 0:
         return np.zeros((0, N_MELS), np.float32)
-    padded = np.concatenate([prev, x])
-    windows = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_SAMPLES][:n_rows]
-    return _rows(windows)
+    return _rows(_windows(np.concatenate([prev, x]), n_rows))
+
+
+def _windows(padded: npt.NDArray[np.float32], n_rows: int) -> npt.NDArray[np.float32]:
+    """The first ``n_rows`` analysis windows ``(..., n_rows, N_FFT)``, one per hop, of
+    ``padded`` ``(..., 256 + samples)`` (the history, then the samples): a view."""
+    view = np.lib.stride_tricks.sliding_window_view(padded, N_FFT, axis=-1)
+    return view[..., ::HOP_SAMPLES, :][..., :n_rows, :]
 
 
 def _rows(windows: npt.NDArray[np.float32]) -> FloatArray:
@@ -179,17 +184,16 @@ def stream_features(extractors: Sequence[LogMelExtractor], frames: npt.NDArray[n
     batch, n = x.shape[0], x.shape[1]
     if batch == 1 or n == 0 or n > LogMelExtractor.PIECE_FRAMES // 2:
         return np.stack([ex(f) for ex, f in zip(extractors, x)])
-    out = np.empty((batch, SUBFRAMES * n, N_MELS), np.float32)
+    rows = SUBFRAMES * n
+    out = np.empty((batch, rows, N_MELS), np.float32)
     flat = x.reshape(batch, n * FRAME_SAMPLES)
-    keep = N_FFT - HOP_SAMPLES
     group = max(1, LogMelExtractor.PIECE_FRAMES // n)
     for lo in range(0, batch, group):
         hi = min(batch, lo + group)
         padded = np.concatenate([np.stack([ex.history for ex in extractors[lo:hi]]), flat[lo:hi]], axis=1)
-        windows = np.lib.stride_tricks.sliding_window_view(padded, N_FFT, axis=1)[:, ::HOP_SAMPLES][:, : SUBFRAMES * n]
-        out[lo:hi] = _rows(windows.reshape(-1, N_FFT)).reshape(hi - lo, SUBFRAMES * n, N_MELS)
-    for ex, row in zip(extractors, flat):
-        ex.history = row[-keep:].copy()
+        out[lo:hi] = _rows(_windows(padded, rows).reshape(-1, N_FFT)).reshape(hi - lo, rows, N_MELS)
+    for ex, samples in zip(extractors, flat):
+        ex.advance(samples)
     return out
 
 
@@ -221,6 +225,10 @@ class LogMelExtractor:
                 part = flat[lo : lo + piece]
                 rows[lo // HOP_SAMPLES : (lo + part.shape[0]) // HOP_SAMPLES] = logmel(part, history)
                 history = flat[lo + part.shape[0] - history.shape[0] : lo + part.shape[0]]
-        if flat.shape[0] >= self.history.shape[0]:
-            self.history = flat[-self.history.shape[0] :].copy()
+        self.advance(flat)
         return rows
+
+    def advance(self, samples: npt.NDArray[np.float32]) -> None:
+        """Move the history on past ``samples`` (mono float32 that followed the last ones)."""
+        if samples.shape[0] >= self.history.shape[0]:
+            self.history = samples[-self.history.shape[0] :].copy()

@@ -106,9 +106,7 @@ class Framer:
             return []
         self._held.append(samples)
         self._held_samples += samples.shape[0]
-        n = self._held_samples // FRAME_SAMPLES
-        if not early:
-            n -= (self._next + n) % self._min  # up to the last period boundary
+        n = self._cut_frames(self._held_samples, early)
         if n <= 0:
             if not samples.flags.owndata:
                 self._held[-1] = samples.copy()  # the caller's buffer may be reused
@@ -121,10 +119,15 @@ class Framer:
 
     def due(self, more: int, early: bool = False) -> bool:
         """Whether pushing ``more`` samples would hand out a block (see :meth:`push`)."""
-        n = (self._held_samples + more) // FRAME_SAMPLES
+        return self._cut_frames(self._held_samples + more, early) > 0
+
+    def _cut_frames(self, held_samples: int, early: bool) -> int:
+        """Frames :meth:`push` hands out when ``held_samples`` are held: every whole one
+        when ``early``, else those up to the last period boundary (may be <= 0: none)."""
+        n = held_samples // FRAME_SAMPLES
         if not early:
             n -= (self._next + n) % self._min
-        return n > 0
+        return n
 
     def hold(self, samples: Float32) -> None:
         """Keep ``samples`` without cutting blocks: the stream's last chunk, which
@@ -247,11 +250,12 @@ async def frames(
         live = live_frames and now < live_until
         if ended:
             raise RuntimeError("the source yielded a chunk after the one its at_end() called its last")
+        ended = at_end is not None and at_end()
         if isinstance(chunk, (bytes, bytearray, memoryview)):
             if lazy:
                 raw.append(bytes(chunk))  # a copy only of a bytearray or memoryview (reusable buffers)
                 raw_bytes += len(raw[-1])
-                if not (at_end is not None and at_end()) and not framer.due(
+                if not ended and not framer.due(
                     (raw_bytes + decoder.pending) // frame_bytes, early=live
                 ):
                     asked = time.monotonic()
@@ -266,7 +270,6 @@ async def frames(
             samples = to_float32(chunk, fmt.channels)
         else:
             raise AudioFormatError(f"a source chunk must be bytes or a numpy array, got {type(chunk).__name__}")
-        ended = at_end is not None and at_end()
         if resample.active and samples.size > INLINE_RESAMPLE_SAMPLES:
             # a large chunk (a file block) is resampled in a worker thread, not on the loop
             resampled = await anyio.to_thread.run_sync(resample, samples, ended)
